@@ -1,0 +1,3 @@
+"""tqd: a durable job queue server."""
+
+__version__ = "0.1.0"

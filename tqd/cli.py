@@ -1,0 +1,57 @@
+"""The `tqd` command: `tqd serve` and the client commands (see commands.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import config
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = sub.add_parser("serve", help="run the tqd daemon",
+                        description="Run the tqd daemon. Every flag can also be set with the "
+                        "TQD_* environment variable shown.")
+    for f in config.settings_fields():
+        sp.add_argument(config.flag_name(f), dest=f.name, default=None, metavar=f.name.upper(),
+                        help=f"{f.metadata.get('help', '')} (default {f.default}; "
+                        f"env {config.env_name(f)})")
+    sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sp.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .daemon import run
+    from .service import DataDirLocked
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = config.load({f.name: getattr(args, f.name) for f in config.settings_fields()})
+    except ValueError as e:
+        print(f"tqd: bad setting: {e}", file=sys.stderr)
+        return 2
+    try:
+        run(settings)
+    except DataDirLocked as e:
+        print(f"tqd: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tqd", description="tqd: a durable job queue server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    from . import commands
+
+    commands.register(sub)
+    args = parser.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

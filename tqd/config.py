@@ -1,0 +1,115 @@
+"""One frozen Settings object. CLI flags and TQD_* env vars map onto its fields.
+
+Field names carry their units; the flag for a field is ``--`` plus the name with
+dashes (``lease_timeout_s`` -> ``--lease-timeout-s``, env ``TQD_LEASE_TIMEOUT_S``),
+except ``data_dir`` which is ``--data`` / ``TQD_DATA``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata={"help": "listen address"})
+    port: int = field(default=7070, metadata={"help": "listen port (0 picks a free one)"})
+    data_dir: Path = field(default=Path("tqd-data"), metadata={"help": "data directory"})
+    lease_timeout_s: float = field(default=60.0, metadata={"help": "default lease length of a job"})
+    max_attempts: int = field(default=10, metadata={"help": "default leases before a job goes dead"})
+    backoff_base_s: float = field(
+        default=1.0, metadata={"help": "retry delay = min(base * 2^attempt, max) * U[0.75, 1.25]"}
+    )
+    backoff_max_s: float = field(default=3600.0, metadata={"help": "cap of the retry delay"})
+    retention_s: float = field(
+        default=86400.0, metadata={"help": "how long completed/cancelled jobs are kept"}
+    )
+    key_window_s: float = field(
+        default=86400.0, metadata={"help": "idempotency key window after a job finished"}
+    )
+    max_payload_bytes: int = field(default=1 * MiB, metadata={"help": "limit of one job body"})
+    max_bulk_lines: int = field(default=10_000, metadata={"help": "lines in one bulk enqueue"})
+    max_bulk_bytes: int = field(default=64 * MiB, metadata={"help": "bytes in one bulk body"})
+    max_errors_kept: int = field(default=20, metadata={"help": "error log entries kept per job"})
+    map_size_bytes: int = field(
+        default=32 * GiB, metadata={"help": "LMDB map size (the store's size limit)"}
+    )
+    log_keep_entries: int = field(
+        default=10_000, metadata={"help": "replication log tail kept with no followers"}
+    )
+    max_batch_ops: int = field(default=2000, metadata={"help": "ops in one group commit"})
+    drain_timeout_s: float = field(default=10.0, metadata={"help": "grace period on SIGTERM"})
+
+    def __post_init__(self) -> None:
+        problems = list(_problems(self))
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _problems(s: Settings) -> list[str]:
+    out = []
+    if not 0 <= s.port <= 65535:
+        out.append(f"port must be 0..65535, got {s.port}")
+    for name in ("lease_timeout_s", "backoff_max_s", "drain_timeout_s"):
+        if not getattr(s, name) > 0:
+            out.append(f"{name} must be > 0")
+    for name in ("backoff_base_s", "retention_s", "key_window_s"):
+        if not getattr(s, name) >= 0:
+            out.append(f"{name} must be >= 0")
+    for name in ("max_attempts", "max_payload_bytes", "max_bulk_lines", "max_bulk_bytes",
+                 "max_errors_kept", "log_keep_entries", "max_batch_ops"):
+        if getattr(s, name) < 1:
+            out.append(f"{name} must be >= 1")
+    if s.map_size_bytes < 64 * 1024:
+        out.append("map_size_bytes must be >= 65536")
+    return out
+
+
+def flag_name(f: dataclasses.Field[Any]) -> str:
+    return "--data" if f.name == "data_dir" else "--" + f.name.replace("_", "-")
+
+
+def env_name(f: dataclasses.Field[Any]) -> str:
+    return "TQD_DATA" if f.name == "data_dir" else "TQD_" + f.name.upper()
+
+
+def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    try:
+        if kind == "int":
+            return int(raw.replace("_", ""))
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"{f.name}: cannot read {raw!r} as {kind}") from None
+    return raw
+
+
+def settings_fields() -> tuple[dataclasses.Field[Any], ...]:
+    return fields(Settings)
+
+
+def load(overrides: Mapping[str, str | None], env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from flag values (strings, None = not given) over TQD_* env vars."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = overrides.get(f.name)
+        if raw is None:
+            raw = env.get(env_name(f))
+        if raw is not None:
+            values[f.name] = _convert(f, raw)
+    return Settings(**values)

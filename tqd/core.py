@@ -1,0 +1,433 @@
+"""The job lifecycle: every state transition, applied inside one transaction.
+
+``Core.apply(tx, op)`` is deterministic: the same ops on the same state give
+the same state (time and randomness come in the op). It validates before it
+writes, so an op that raises a TqdError has changed nothing. It knows
+neither HTTP nor LMDB: it speaks to the transaction's typed methods.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from . import records as r
+from .config import Settings
+from .errors import InvalidState, LeaseLost, NotFound
+from .protocol import NULL, STATES, EnqueueResult, ErrorEntry, ErrorEntryWire, JobRecord, LeasedJob
+
+if TYPE_CHECKING:
+    from .store import ReadTx, Tx
+
+_errors_enc = msgspec.msgpack.Encoder()
+_errors_dec = msgspec.msgpack.Decoder(list[ErrorEntry])
+
+
+def ms(t: float) -> int:
+    return int(t * 1000)
+
+
+class AckOutcome(msgspec.Struct):
+    id: str
+    error: str | None  # None = ok
+
+
+class Core:
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+
+    def apply(self, tx: Tx, op: r.Op) -> Any:
+        match op:
+            case r.Enqueue():
+                return self.enqueue(tx, op)
+            case r.Lease():
+                return self.lease(tx, op)
+            case r.Ack():
+                return self.ack(tx, op)
+            case r.Fail():
+                return self.fail(tx, op)
+            case r.Heartbeat():
+                return self.heartbeat(tx, op)
+            case r.Cancel():
+                return self.cancel(tx, op)
+            case r.Retry():
+                return self.retry(tx, op)
+            case r.Redrive():
+                return self.redrive(tx, op)
+            case r.Purge():
+                return self.purge(tx, op)
+            case r.SetPaused():
+                tx.qstat(op.queue).paused = op.paused
+                tx.puts += 1  # the counters record is the change
+                if not op.paused:
+                    tx.ready_queues[op.queue] = 1 << 30  # wake every waiter
+                return None
+            case r.Tick():
+                return self.tick(tx, op)
+        raise TypeError(f"unknown op {op!r}")
+
+    # ---- enqueue -------------------------------------------------------------
+
+    def _new_id(self, tx: Tx, now: float) -> str:
+        m = tx.meta
+        t = max(ms(now), m.id_ms)
+        if t == m.id_ms:
+            m.id_n += 1
+        else:
+            m.id_ms, m.id_n = t, 0
+        jid = f"{m.id_ms:012x}{m.id_n:06x}"
+        return jid if tx.get_state(jid) is None else self._new_id(tx, now)
+
+    def _existing(self, tx: Tx, jid: str | None, now: float) -> EnqueueResult | None:
+        if jid is None:
+            return None
+        st = tx.get_state(jid)
+        if st is None:
+            return None
+        if st.state in r.FINISHED and (st.finished_at or 0) + self.s.key_window_s <= now:
+            return None
+        return EnqueueResult(jid, STATES[st.state], False)
+
+    def enqueue(self, tx: Tx, op: r.Enqueue) -> list[EnqueueResult]:
+        out: list[EnqueueResult] = []
+        qs = tx.qstat(op.queue)
+        now = op.now
+        for nj in op.jobs:
+            if nj.id is not None and tx.get_state(nj.id) is not None:
+                out.append(EnqueueResult(nj.id, STATES[tx.get_state(nj.id).state], False))  # type: ignore[union-attr]
+                continue
+            if nj.key is not None:
+                found = self._existing(tx, tx.key_get(op.queue, nj.key), now)
+                if found is not None:
+                    out.append(found)
+                    continue
+            jid = nj.id if nj.id is not None else self._new_id(tx, now)
+            qseq = tx.next_seq()
+            tx.put_spec(jid, r.JobSpec(op.queue, nj.type, nj.payload, nj.priority, nj.max_attempts,
+                                       nj.timeout, nj.key, now, qseq))
+            tx.index_put("qidx", op.queue, qseq, jid)
+            if nj.key is not None:
+                tx.key_put(op.queue, nj.key, jid)
+            st = r.JobState(r.QUEUED)
+            if nj.run_at is not None and nj.run_at > now:
+                self._schedule(tx, qs, jid, st, nj.run_at)
+            else:
+                self._make_ready(tx, qs, op.queue, nj.priority, jid, st, now)
+            tx.put_state(jid, st)
+            qs.enqueued_total += 1
+            out.append(EnqueueResult(jid, STATES[st.state], True))
+        return out
+
+    # ---- placement helpers (callers write the state record) --------------------
+
+    def _make_ready(self, tx: Tx, qs: r.QStat, queue: str, prio: int, jid: str,
+                    st: r.JobState, now: float) -> None:
+        st.state, st.run_at, st.ready_seq = r.QUEUED, now, tx.next_seq()
+        tx.ready_put(queue, prio, st.ready_seq, ms(now), jid)
+        qs.by_prio[prio] += 1
+
+    def _schedule(self, tx: Tx, qs: r.QStat, jid: str, st: r.JobState, run_at: float) -> None:
+        st.state, st.run_at = r.SCHEDULED, run_at
+        self._set_due(tx, jid, st, ms(run_at), r.DUE_READY)
+        qs.scheduled += 1
+
+    def _set_due(self, tx: Tx, jid: str, st: r.JobState, at_ms: int, kind: int) -> None:
+        tx.due_put(at_ms, kind, jid)
+        st.due_ms, st.due_kind = at_ms, kind
+
+    def _clear_due(self, tx: Tx, jid: str, st: r.JobState) -> None:
+        if st.due_ms:
+            tx.due_del(st.due_ms, st.due_kind, jid)
+            st.due_ms = st.due_kind = 0
+
+    def _leave(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState) -> None:
+        """Take a job out of the index and counter of its current state."""
+        match st.state:
+            case r.QUEUED:
+                tx.ready_del(spec.queue, spec.priority, st.ready_seq)
+                st.ready_seq = 0
+                qs.by_prio[spec.priority] -= 1
+            case r.SCHEDULED:
+                self._clear_due(tx, jid, st)
+                qs.scheduled -= 1
+            case r.ACTIVE:
+                self._clear_due(tx, jid, st)
+                st.token = None
+                st.lease_expires_at = None
+                qs.active -= 1
+            case r.DEAD:
+                tx.index_del("dead", spec.queue, spec.qseq)
+                qs.dead -= 1
+            case r.COMPLETED:
+                self._clear_due(tx, jid, st)
+                qs.completed -= 1
+            case r.CANCELLED:
+                self._clear_due(tx, jid, st)
+                qs.cancelled -= 1
+
+    def _finish(self, tx: Tx, qs: r.QStat, jid: str, st: r.JobState, state: int, now: float) -> None:
+        st.state, st.finished_at = state, now
+        if state == r.COMPLETED:
+            qs.completed += 1
+        else:
+            qs.cancelled += 1
+        self._set_due(tx, jid, st, ms(now + self.s.retention_s), r.DUE_PURGE)
+
+    def _to_dead(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
+                 now: float) -> None:
+        st.state, st.finished_at = r.DEAD, now
+        tx.index_put("dead", spec.queue, spec.qseq, jid)
+        qs.dead += 1
+
+    def _add_error(self, tx: Tx, jid: str, st: r.JobState, entry: ErrorEntry) -> None:
+        errs = self._errors(tx, jid, st)
+        errs.append(entry)
+        tx.put_extra(jid, b"e", _errors_enc.encode(errs[-self.s.max_errors_kept:]))
+        st.extras |= r.HAS_ERRORS
+
+    def _errors(self, tx: ReadTx, jid: str, st: r.JobState) -> list[ErrorEntry]:
+        if not st.extras & r.HAS_ERRORS:
+            return []
+        raw = tx.get_extra(jid, b"e")
+        return _errors_dec.decode(raw) if raw else []
+
+    def backoff(self, attempt: int, jitter: float) -> float:
+        return float(min(self.s.backoff_base_s * 2.0 ** min(attempt, 60), self.s.backoff_max_s) * jitter)
+
+    def _retry_or_dead(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
+                       now: float, delay: float | None) -> None:
+        """After a failed attempt (st already out of 'active'): back off, or dead if spent."""
+        qs.failed_total += 1
+        if delay is None:
+            self._to_dead(tx, qs, jid, spec, st, now)
+        elif delay <= 0:
+            self._make_ready(tx, qs, spec.queue, spec.priority, jid, st, now)
+        else:
+            self._schedule(tx, qs, jid, st, now + delay)
+
+    # ---- lease ---------------------------------------------------------------
+
+    def lease(self, tx: Tx, op: r.Lease) -> list[LeasedJob]:
+        out: list[LeasedJob] = []
+        for queue in op.queues:
+            peek = tx.peek_qstat(queue)
+            if peek is None or peek.paused or peek.queued == 0:
+                continue
+            qs = tx.qstat(queue)
+            for prio, jid in tx.ready_take(queue, op.max - len(out)):
+                spec, st = tx.get_spec(jid), tx.get_state(jid)
+                assert spec is not None and st is not None, f"ready entry without job {jid}"
+                qs.by_prio[prio] -= 1
+                qs.active += 1
+                expires = op.now + (op.timeout if op.timeout is not None else spec.timeout)
+                st.state, st.ready_seq = r.ACTIVE, 0
+                st.attempt += 1
+                st.started_at, st.lease_expires_at, st.worker = op.now, expires, op.worker
+                st.token = f"{tx.next_seq():x}.{op.salt:08x}"
+                self._set_due(tx, jid, st, ms(expires), r.DUE_LEASE)
+                tx.put_state(jid, st)
+                rec = self.record(tx, jid, spec, st, cls=LeasedJob)
+                rec.lease = st.token
+                out.append(rec)
+            if len(out) >= op.max:
+                break
+        return out
+
+    def _held(self, tx: Tx, jid: str, lease: str, now: float) -> tuple[r.JobSpec, r.JobState]:
+        """The job if `lease` is its live lease; else NotFound / LeaseLost (fencing)."""
+        st = tx.get_state(jid)
+        if st is None:
+            raise NotFound(f"no job {jid}")
+        if st.state != r.ACTIVE or st.token != lease or (st.lease_expires_at or 0) <= now:
+            raise LeaseLost("this lease is no longer valid (expired, cancelled or finished)")
+        spec = tx.get_spec(jid)
+        assert spec is not None
+        return spec, st
+
+    # ---- finishing ---------------------------------------------------------------
+
+    def ack(self, tx: Tx, op: r.Ack) -> list[AckOutcome]:
+        out = []
+        for item in op.items:
+            try:
+                spec, st = self._held(tx, item.id, item.lease, op.now)
+            except (NotFound, LeaseLost) as e:
+                if op.single:
+                    raise
+                out.append(AckOutcome(item.id, e.code))
+                continue
+            qs = tx.qstat(spec.queue)
+            self._leave(tx, qs, item.id, spec, st)
+            if item.result is not None and item.result != b"null":
+                tx.put_extra(item.id, b"r", item.result)
+                st.extras |= r.HAS_RESULT
+            self._finish(tx, qs, item.id, st, r.COMPLETED, op.now)
+            qs.completed_total += 1
+            tx.put_state(item.id, st)
+            out.append(AckOutcome(item.id, None))
+        return out
+
+    def fail(self, tx: Tx, op: r.Fail) -> r.JobState:
+        spec, st = self._held(tx, op.id, op.lease, op.now)
+        qs = tx.qstat(spec.queue)
+        self._leave(tx, qs, op.id, spec, st)
+        self._add_error(tx, op.id, st, ErrorEntry(st.attempt, op.now, op.error, op.details))
+        delay = None
+        if op.retry and st.attempt < spec.max_attempts:
+            delay = op.retry_in if op.retry_in is not None else self.backoff(st.attempt, op.jitter)
+        self._retry_or_dead(tx, qs, op.id, spec, st, op.now, delay)
+        tx.put_state(op.id, st)
+        return st
+
+    def heartbeat(self, tx: Tx, op: r.Heartbeat) -> float:
+        spec, st = self._held(tx, op.id, op.lease, op.now)
+        expires = op.now + (op.extend if op.extend is not None else spec.timeout)
+        st.lease_expires_at = expires
+        if ms(expires) < st.due_ms:  # shortened: the expiry check must come sooner
+            self._clear_due(tx, op.id, st)
+            self._set_due(tx, op.id, st, ms(expires), r.DUE_LEASE)
+        # lengthened: the due entry stays; the tick moves it (one write per lease, not per beat)
+        if op.progress is not None:
+            tx.put_extra(op.id, b"p", op.progress)
+            st.extras |= r.HAS_PROGRESS
+        tx.put_state(op.id, st)
+        return expires
+
+    # ---- managing ---------------------------------------------------------------
+
+    def _load(self, tx: ReadTx, jid: str) -> tuple[r.JobSpec, r.JobState]:
+        spec, st = tx.get_spec(jid), tx.get_state(jid)
+        if spec is None or st is None:
+            raise NotFound(f"no job {jid}")
+        return spec, st
+
+    def cancel(self, tx: Tx, op: r.Cancel) -> None:
+        spec, st = self._load(tx, op.id)
+        if st.state in r.FINISHED:
+            raise InvalidState(f"job is {STATES[st.state]}; only unfinished jobs can be cancelled")
+        qs = tx.qstat(spec.queue)
+        self._leave(tx, qs, op.id, spec, st)
+        self._finish(tx, qs, op.id, st, r.CANCELLED, op.now)
+        tx.put_state(op.id, st)
+
+    def _requeue(self, tx: Tx, jid: str, spec: r.JobSpec, st: r.JobState, now: float) -> None:
+        qs = tx.qstat(spec.queue)
+        self._leave(tx, qs, jid, spec, st)
+        st.attempt, st.finished_at = 0, None
+        self._make_ready(tx, qs, spec.queue, spec.priority, jid, st, now)
+        tx.put_state(jid, st)
+
+    def retry(self, tx: Tx, op: r.Retry) -> None:
+        spec, st = self._load(tx, op.id)
+        if st.state not in (r.DEAD, r.CANCELLED):
+            raise InvalidState(f"job is {STATES[st.state]}; only dead or cancelled jobs can be retried")
+        self._requeue(tx, op.id, spec, st, op.now)
+
+    def redrive(self, tx: Tx, op: r.Redrive) -> int:
+        ids = [jid for _, jid in _take(tx.scan_index("dead", op.queue, 0), op.limit)]
+        for jid in ids:
+            spec, st = self._load(tx, jid)
+            self._requeue(tx, jid, spec, st, op.now)
+        return len(ids)
+
+    def purge(self, tx: Tx, op: r.Purge) -> tuple[int, bool]:
+        """Delete up to `limit` jobs of one finished state; (deleted, more to do)."""
+        budget = op.limit * 20 if op.state != r.DEAD else op.limit
+        which = "dead" if op.state == r.DEAD else "qidx"
+        victims, scanned, more = [], 0, False
+        for _, jid in tx.scan_index(which, op.queue, 0):
+            scanned += 1
+            st = tx.get_state(jid)
+            if st is not None and st.state == op.state:
+                victims.append(jid)
+            if len(victims) >= op.limit or scanned >= budget:
+                more = True
+                break
+        for jid in victims:
+            self._delete(tx, jid)
+        return len(victims), more
+
+    def _delete(self, tx: Tx, jid: str) -> None:
+        spec, st = self._load(tx, jid)
+        qs = tx.qstat(spec.queue)
+        self._leave(tx, qs, jid, spec, st)
+        tx.index_del("qidx", spec.queue, spec.qseq)
+        if spec.key is not None and tx.key_get(spec.queue, spec.key) == jid:
+            tx.key_del(spec.queue, spec.key)
+        tx.delete_job(jid, st.extras)
+
+    # ---- timers ---------------------------------------------------------------
+
+    def tick(self, tx: Tx, op: r.Tick) -> int:
+        """Act on due entries up to op.now; returns how many were taken."""
+        entries = tx.due_take(ms(op.now), op.limit)
+        for at_ms, kind, jid in entries:
+            st = tx.get_state(jid)
+            if st is None or st.due_ms != at_ms or st.due_kind != kind:
+                continue  # stale hint
+            st.due_ms = st.due_kind = 0
+            spec = tx.get_spec(jid)
+            assert spec is not None
+            qs = tx.qstat(spec.queue)
+            if kind == r.DUE_READY and st.state == r.SCHEDULED:
+                qs.scheduled -= 1
+                self._make_ready(tx, qs, spec.queue, spec.priority, jid, st, op.now)
+            elif kind == r.DUE_LEASE and st.state == r.ACTIVE:
+                if (st.lease_expires_at or 0) > op.now:  # extended by heartbeats
+                    self._set_due(tx, jid, st, ms(st.lease_expires_at or 0), r.DUE_LEASE)
+                else:
+                    self._expire(tx, qs, jid, spec, st, op.now)
+            elif kind == r.DUE_PURGE and st.state in r.FINISHED:
+                self._delete(tx, jid)
+                continue
+            tx.put_state(jid, st)
+        return len(entries)
+
+    def _expire(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
+                now: float) -> None:
+        qs.active -= 1
+        st.token, st.lease_expires_at = None, None
+        self._add_error(tx, jid, st, ErrorEntry(st.attempt, now, "lease_expired", None))
+        delay = None
+        if st.attempt < spec.max_attempts:
+            # deterministic jitter (replicas must agree): from the job id and attempt
+            jitter = 0.75 + (zlib.crc32(f"{jid}:{st.attempt}".encode()) % 10_000) / 20_000
+            delay = self.backoff(st.attempt, jitter)
+        self._retry_or_dead(tx, qs, jid, spec, st, now, delay)
+
+    # ---- reading ---------------------------------------------------------------
+
+    def record(self, tx: ReadTx, jid: str, spec: r.JobSpec, st: r.JobState,
+               cls: type[JobRecord] = JobRecord) -> Any:
+        result = progress = None
+        if st.extras & r.HAS_RESULT:
+            raw = tx.get_extra(jid, b"r")
+            result = msgspec.Raw(raw) if raw else None
+        if st.extras & r.HAS_PROGRESS:
+            raw = tx.get_extra(jid, b"p")
+            progress = msgspec.Raw(raw) if raw else None
+        errors = [ErrorEntryWire(e.attempt, e.at, e.error, e.details)
+                  for e in self._errors(tx, jid, st)]
+        return cls(
+            id=jid, queue=spec.queue, type=spec.type, payload=msgspec.Raw(spec.payload) if spec.payload else NULL,
+            priority=spec.priority, state=STATES[st.state], attempt=st.attempt,
+            max_attempts=spec.max_attempts, timeout=spec.timeout, key=spec.key, errors=errors,
+            result=result, progress=progress, created_at=spec.created_at, run_at=st.run_at,
+            started_at=st.started_at, finished_at=st.finished_at,
+            lease_expires_at=st.lease_expires_at, worker=st.worker,
+        )
+
+    def get(self, tx: ReadTx, jid: str) -> JobRecord:
+        spec, st = self._load(tx, jid)
+        return self.record(tx, jid, spec, st)  # type: ignore[no-any-return]
+
+
+def _take(it: Any, n: int) -> list[Any]:
+    out = []
+    for x in it:
+        out.append(x)
+        if len(out) >= n:
+            break
+    return out

@@ -1,0 +1,56 @@
+"""`tqd serve`: boot (lock, recover), listen, and drain cleanly on SIGTERM/SIGINT.
+
+Shutdown order: stop leasing (answer long-polls), stop accepting connections
+and let in-flight requests finish, flush the writer, close LMDB, unlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from .config import Settings
+from .server import make_app
+from .service import QueueService
+
+log = logging.getLogger("tqd")
+
+
+async def serve(settings: Settings) -> None:
+    service = QueueService(settings)
+    await service.start()
+    app = make_app(service)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           handler_cancellation=True, shutdown_timeout=settings.drain_timeout_s)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        await service.stop()
+        raise SystemExit(f"tqd: cannot listen on {settings.host}:{settings.port}: {e.strerror}") from None
+    port = runner.addresses[0][1]
+    log.info("tqd listening on http://%s:%d (data %s)", settings.host, port, settings.data_dir)
+    print(f"tqd listening on http://{settings.host}:{port}", file=sys.stderr, flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("tqd draining")
+    service.begin_drain()
+    await runner.cleanup()
+    await service.stop()
+    log.info("tqd stopped")
+
+
+def run(settings: Settings) -> None:
+    import uvloop
+
+    uvloop.run(serve(settings))

@@ -1,0 +1,181 @@
+"""What is stored and what is logged.
+
+Stored records are compact msgpack arrays. A job is split so that state
+changes rewrite only a small record:
+
+- ``JobSpec``  written once at enqueue (queue, type, payload, limits)
+- ``JobState`` rewritten on each transition (~60 bytes)
+- result / progress / errors live in their own entries, written only if sent
+
+Mutations are ``Op`` structs. An op carries everything that is chosen outside
+the state machine (the time, random salts and jitter), so applying the same
+sequence of ops to the same state always gives the same state: the op is
+also the replication log record.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import Struct
+
+# state codes (index into protocol.STATES)
+QUEUED, SCHEDULED, ACTIVE, COMPLETED, DEAD, CANCELLED = range(6)
+FINISHED = (COMPLETED, CANCELLED)
+
+# due-index kinds: what to do when the time comes
+DUE_READY, DUE_LEASE, DUE_PURGE = 1, 2, 3
+
+# JobState.extras bits: which optional entries exist
+HAS_RESULT, HAS_PROGRESS, HAS_ERRORS = 1, 2, 4
+
+
+class JobSpec(Struct, array_like=True):
+    queue: str
+    type: str | None
+    payload: bytes  # raw JSON text
+    priority: int
+    max_attempts: int
+    timeout: float
+    key: str | None
+    created_at: float
+    qseq: int  # enqueue sequence: key of the per-queue listing index
+
+
+class JobState(Struct, array_like=True):
+    state: int
+    attempt: int = 0
+    ready_seq: int = 0  # key part of the ready entry while queued
+    due_ms: int = 0  # time of the due entry, 0 = none
+    due_kind: int = 0
+    run_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_expires_at: float | None = None
+    token: str | None = None
+    worker: str | None = None
+    extras: int = 0
+
+
+class QStat(Struct, array_like=True):
+    paused: bool = False
+    by_prio: list[int] = msgspec.field(default_factory=lambda: [0] * 10)
+    scheduled: int = 0
+    active: int = 0
+    dead: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    enqueued_total: int = 0
+    completed_total: int = 0
+    failed_total: int = 0
+
+    @property
+    def queued(self) -> int:
+        return sum(self.by_prio)
+
+
+class Meta(Struct, array_like=True):
+    seq: int = 0  # monotonic counter for ready order, enqueue order and lease tokens
+    log_seq: int = 0  # last replication log entry
+    log_first: int = 1  # oldest log entry kept
+    id_ms: int = 0  # last generated id: time part
+    id_n: int = 0  # last generated id: counter part
+
+
+# ---- ops (mutations; also the replication log records) ------------------------
+
+
+class NewJob(Struct, array_like=True):
+    id: str | None
+    type: str | None
+    payload: bytes
+    priority: int
+    run_at: float | None  # None = ready now
+    max_attempts: int
+    timeout: float
+    key: str | None
+
+
+class Enqueue(Struct, tag="enq", array_like=True):
+    now: float
+    queue: str
+    jobs: list[NewJob]
+
+
+class Lease(Struct, tag="lease", array_like=True):
+    now: float
+    queues: list[str]
+    max: int
+    worker: str | None
+    timeout: float | None
+    salt: int
+
+
+class AckItem(Struct, array_like=True):
+    id: str
+    lease: str
+    result: bytes | None
+
+
+class Ack(Struct, tag="ack", array_like=True):
+    now: float
+    items: list[AckItem]
+    single: bool  # single ack raises errors; bulk reports them per line
+
+
+class Fail(Struct, tag="fail", array_like=True):
+    now: float
+    id: str
+    lease: str
+    error: str
+    details: str | None
+    retry: bool
+    retry_in: float | None
+    jitter: float
+
+
+class Heartbeat(Struct, tag="hb", array_like=True):
+    now: float
+    id: str
+    lease: str
+    extend: float | None
+    progress: bytes | None
+
+
+class Cancel(Struct, tag="cancel", array_like=True):
+    now: float
+    id: str
+
+
+class Retry(Struct, tag="retry", array_like=True):
+    now: float
+    id: str
+
+
+class Redrive(Struct, tag="redrive", array_like=True):
+    now: float
+    queue: str
+    limit: int
+
+
+class Purge(Struct, tag="purge", array_like=True):
+    now: float
+    queue: str
+    state: int
+    limit: int
+
+
+class SetPaused(Struct, tag="pause", array_like=True):
+    now: float
+    queue: str
+    paused: bool
+
+
+class Tick(Struct, tag="tick", array_like=True):
+    now: float
+    limit: int
+
+
+Op = Enqueue | Lease | Ack | Fail | Heartbeat | Cancel | Retry | Redrive | Purge | SetPaused | Tick
+
+op_encoder = msgspec.msgpack.Encoder()
+op_decoder = msgspec.msgpack.Decoder(Op)  # type: ignore[var-annotated]

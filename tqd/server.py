@@ -1,0 +1,332 @@
+"""HTTP API: aiohttp app factory and thin handlers (decode, one core call, encode)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from . import protocol as p
+from .config import Settings
+from .errors import (
+    Internal, InvalidJob, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, TqdError,
+    UnsupportedMediaType,
+)
+from .records import AckItem, NewJob
+from .service import QueueService
+
+log = logging.getLogger("tqd.http")
+SERVICE = web.AppKey("service", QueueService)
+NDJSON = "application/x-ndjson"
+_JSONISH = {"", "text/plain", "application/x-www-form-urlencoded"}
+_FIELD_ROOM = 64 * 1024  # a single-job body may exceed the payload limit by this much (other fields)
+
+
+# ---- framing ------------------------------------------------------------------
+
+
+def reply(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=p.encode(obj), status=status, content_type="application/json")
+
+
+def reply_lines(objs: list[Any], status: int = 200) -> web.Response:
+    return web.Response(body=p.encode_lines(objs), status=status, content_type=NDJSON)
+
+
+def error_reply(e: TqdError) -> web.Response:
+    return web.Response(body=p.encode(e.to_wire()), status=e.http_status,
+                        content_type="application/json")
+
+
+async def read_body(request: web.Request) -> tuple[bytes, bool]:
+    """The body and whether it is NDJSON. Untyped and form bodies count as JSON if they parse."""
+    body = await request.read()
+    raw_type = request.headers.get("Content-Type")
+    ctype = "" if raw_type is None else request.content_type.lower()
+    if ctype == NDJSON:
+        return body, True
+    if ctype == "application/json":
+        return body, False
+    if ctype in _JSONISH:
+        if not body.strip():
+            return body, False
+        try:
+            p.check_json(body)
+        except Exception:
+            raise UnsupportedMediaType(
+                f"Content-Type {raw_type or '(none)'} is not JSON; send application/json "
+                f"or {NDJSON}") from None
+        return body, False
+    raise UnsupportedMediaType(f"unsupported Content-Type {raw_type!r}; "
+                               f"send application/json or {NDJSON}")
+
+
+def svc(request: web.Request) -> QueueService:
+    return request.app[SERVICE]
+
+
+def _queue(request: web.Request) -> str:
+    return p.check_queue(request.match_info["queue"])
+
+
+# ---- enqueue ------------------------------------------------------------------
+
+
+def to_new_job(req: p.EnqueueRequest, s: Settings, now: float, line: int | None = None) -> NewJob:
+    extra: dict[str, Any] = {} if line is None else {"line": line}
+
+    def bad(msg: str) -> InvalidJob:
+        return InvalidJob(msg if line is None else f"line {line}: {msg}", **extra)
+
+    p.check_payload_size(req, s.max_payload_bytes, line)
+    prio = p.parse_priority(req.priority, InvalidJob, **extra)
+    if req.delay is not None and req.run_at is not None:
+        raise bad("give delay or run_at, not both")
+    run_at = None
+    if req.delay is not None:
+        if not 0 <= req.delay <= p.MAX_DELAY_S:
+            raise bad("delay must be 0..315360000 seconds")
+        run_at = now + req.delay if req.delay > 0 else None
+    elif req.run_at is not None:
+        if not (0 <= req.run_at <= now + p.MAX_DELAY_S) or math.isnan(req.run_at):
+            raise bad("run_at must be epoch seconds, at most 10 years ahead")
+        run_at = req.run_at
+    max_attempts = s.max_attempts if req.max_attempts is None else req.max_attempts
+    if not 1 <= max_attempts <= 1000:
+        raise bad("max_attempts must be 1..1000")
+    timeout = s.lease_timeout_s if req.timeout is None else req.timeout
+    if not 0 < timeout <= p.MAX_TIMEOUT_S:
+        raise bad("timeout must be > 0 and <= 604800 seconds")
+    if req.key is not None and not 1 <= len(req.key.encode()) <= p.MAX_KEY_BYTES:
+        raise bad(f"key must be 1..{p.MAX_KEY_BYTES} bytes")
+    if req.id is not None and not p.ID_RE.fullmatch(req.id):
+        raise bad("id must match [A-Za-z0-9_.:-]{1,128}")
+    if req.type is not None and len(req.type) > p.MAX_TYPE_CHARS:
+        raise bad(f"type must be at most {p.MAX_TYPE_CHARS} characters")
+    return NewJob(req.id, req.type, bytes(req.payload), prio, run_at, max_attempts, timeout, req.key)
+
+
+async def enqueue(request: web.Request) -> web.Response:
+    queue = _queue(request)
+    body, bulk = await read_body(request)
+    service = svc(request)
+    s, now = service.s, service.clock.now()
+    if not bulk:
+        if len(body) > s.max_payload_bytes + _FIELD_ROOM:
+            raise PayloadTooLarge(f"job body is larger than {s.max_payload_bytes} bytes")
+        job = to_new_job(p.decode_enqueue(body), s, now)
+        (res,) = await service.enqueue(queue, [job])
+        return reply(res, 201 if res.created else 200)
+    if len(body) > s.max_bulk_bytes:
+        raise PayloadTooLarge(f"bulk body is larger than {s.max_bulk_bytes} bytes")
+    jobs = []
+    for n, line in p.iter_lines(body):
+        if len(jobs) >= s.max_bulk_lines:
+            raise PayloadTooLarge(f"more than {s.max_bulk_lines} lines in one bulk request", line=n)
+        if len(line) > s.max_payload_bytes + _FIELD_ROOM:
+            raise PayloadTooLarge(f"line {n} is larger than {s.max_payload_bytes} bytes", line=n)
+        jobs.append(to_new_job(p.decode_enqueue(line, n), s, now, n))
+    if not jobs:
+        raise InvalidJob("bulk body has no jobs")
+    return reply_lines(await service.enqueue(queue, jobs), 201)
+
+
+# ---- lease and finishing ------------------------------------------------------
+
+
+async def lease(request: web.Request) -> web.Response:
+    body, _ = await read_body(request)
+    req = p.decode_lease(body)
+    jobs = await svc(request).lease(req.queues, req.max, req.wait, req.worker, req.timeout)
+    if not jobs:
+        return web.Response(status=204)
+    return reply_lines(jobs)
+
+
+def _raw(v: Any) -> bytes | None:
+    return None if v is None else bytes(v)
+
+
+async def ack(request: web.Request) -> web.Response:
+    body, _ = await read_body(request)
+    req = p.decode_ack(body)
+    await svc(request).ack(request.match_info["id"], req.lease, _raw(req.result))
+    return reply({"state": "completed"})
+
+
+async def ack_bulk(request: web.Request) -> web.Response:
+    body, _ = await read_body(request)
+    items = []
+    for n, line in p.iter_lines(body):
+        if len(items) >= 10_000:
+            raise PayloadTooLarge("more than 10000 lines in one bulk ack", line=n)
+        a = p.decode_bulk_ack_line(line, n)
+        items.append(AckItem(a.id, a.lease, _raw(a.result)))
+    if not items:
+        raise InvalidRequest("bulk ack has no lines")
+    outcomes = await svc(request).ack_many(items)
+    return reply_lines([p.AckLineResult(o.id, o.error is None, o.error) for o in outcomes])
+
+
+async def fail(request: web.Request) -> web.Response:
+    body, _ = await read_body(request)
+    req = p.decode_fail(body)
+    st = await svc(request).fail(request.match_info["id"], req.lease, req.error or "failed",
+                                 req.details, req.retry, req.retry_in)
+    state = p.STATES[st.state]
+    return reply({"state": state} if state == "dead" else {"state": state, "run_at": st.run_at})
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    body, _ = await read_body(request)
+    req = p.decode_heartbeat(body)
+    exp = await svc(request).heartbeat(request.match_info["id"], req.lease, req.extend,
+                                       _raw(req.progress))
+    return reply({"lease_expires_at": exp})
+
+
+# ---- inspecting and managing ----------------------------------------------------
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return reply(svc(request).get_job(request.match_info["id"]))
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    await svc(request).cancel(request.match_info["id"])
+    return reply({"state": "cancelled"})
+
+
+async def retry_job(request: web.Request) -> web.Response:
+    await svc(request).retry(request.match_info["id"])
+    return reply({"state": "queued"})
+
+
+async def list_queues(request: web.Request) -> web.Response:
+    return reply({"queues": svc(request).all_queue_stats()})
+
+
+async def queue_stats(request: web.Request) -> web.Response:
+    return reply(svc(request).queue_stats(_queue(request)))
+
+
+async def pause(request: web.Request) -> web.Response:
+    return reply(await svc(request).set_paused(_queue(request), True))
+
+
+async def resume(request: web.Request) -> web.Response:
+    return reply(await svc(request).set_paused(_queue(request), False))
+
+
+async def redrive(request: web.Request) -> web.Response:
+    queue = _queue(request)
+    body, _ = await read_body(request)
+    req = p.decode_redrive(body)
+    return reply({"moved": await svc(request).redrive(queue, req.limit)})
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    queue = _queue(request)
+    q = request.query
+    state = q.get("state") or None
+    if state is not None and state not in p.STATES:
+        raise InvalidRequest(f"state must be one of {', '.join(p.STATES)}")
+    try:
+        limit = int(q.get("limit", "100"))
+    except ValueError:
+        raise InvalidRequest("limit must be an integer 1..1000") from None
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("limit must be an integer 1..1000")
+    try:
+        after = int(q["after"], 16) if q.get("after") else 0
+    except ValueError:
+        raise InvalidRequest("after must be a cursor from a previous page") from None
+    if not 0 <= after < 1 << 64:
+        raise InvalidRequest("after must be a cursor from a previous page")
+    return reply(await svc(request).list_jobs(queue, state, limit, after))
+
+
+async def purge(request: web.Request) -> web.Response:
+    queue = _queue(request)
+    state = request.query.get("state", "")
+    return reply({"deleted": await svc(request).purge(queue, state)})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return reply({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if svc(request).draining:
+        return reply({"ready": False, "role": "standalone", "reason": "draining"}, 503)
+    return reply({"ready": True, "role": "standalone"})
+
+
+# ---- app ----------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_HTTP_CODES = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except TqdError as e:
+        return error_reply(e)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        cls = _HTTP_CODES.get(e.status)
+        if cls is None:
+            err = InvalidRequest(e.reason)
+            err.http_status = e.status
+        elif e.status == 404:
+            err = cls(f"no route for {request.method} {request.path}")
+        else:
+            err = cls(e.reason)
+        resp = error_reply(err)
+        if e.status == 405:
+            resp.headers["Allow"] = e.headers.get("Allow", "")
+        return resp
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("bug: unhandled error in %s %s", request.method, request.path)
+        return error_reply(Internal("internal error (a bug); see the server log"))
+
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", "/v1/queues/{queue}/jobs", enqueue),
+    ("GET", "/v1/queues/{queue}/jobs", list_jobs),
+    ("DELETE", "/v1/queues/{queue}/jobs", purge),
+    ("GET", "/v1/queues", list_queues),
+    ("GET", "/v1/queues/{queue}", queue_stats),
+    ("POST", "/v1/queues/{queue}/pause", pause),
+    ("POST", "/v1/queues/{queue}/resume", resume),
+    ("POST", "/v1/queues/{queue}/redrive", redrive),
+    ("POST", "/v1/lease", lease),
+    ("POST", "/v1/ack", ack_bulk),
+    ("GET", "/v1/jobs/{id}", get_job),
+    ("DELETE", "/v1/jobs/{id}", cancel_job),
+    ("POST", "/v1/jobs/{id}/ack", ack),
+    ("POST", "/v1/jobs/{id}/fail", fail),
+    ("POST", "/v1/jobs/{id}/heartbeat", heartbeat),
+    ("POST", "/v1/jobs/{id}/retry", retry_job),
+    ("GET", "/healthz", healthz),
+    ("GET", "/readyz", readyz),
+]
+
+
+def make_app(service: QueueService) -> web.Application:
+    s = service.s
+    app = web.Application(middlewares=[errors_middleware],
+                          client_max_size=s.max_bulk_bytes + s.max_payload_bytes + _FIELD_ROOM)
+    app[SERVICE] = service
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app

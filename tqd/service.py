@@ -1,0 +1,273 @@
+"""The queue service: the async face of the core that HTTP handlers call.
+
+It owns the writer thread, the long-poll waiters and the timer loop (delayed
+jobs, lease expiry, retention), and it reads committed state directly. It
+knows nothing of HTTP; it reaches LMDB only through Store and Writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import records as r
+from .clock import Clock, SystemClock
+from .config import Settings
+from .core import AckOutcome, Core, ms
+from .errors import InvalidRequest, TqdError
+from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueueStats
+from .store import Store
+from .waiters import Waiters
+from .writer import Commit, Writer
+
+log = logging.getLogger("tqd.service")
+TICK_LIMIT = 1000
+PURGE_CHUNK = 5000
+
+
+class DataDirLocked(Exception):
+    pass
+
+
+def lock_data_dir(path: Path) -> int:
+    """Hold an exclusive lock on the data dir for the life of the process."""
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DataDirLocked(
+            f"data dir {path} is in use by another tqd (pid {holder}); "
+            "stop it or choose another --data"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class LoopState:
+    """What a background loop is doing, for /metrics and logs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.runs = 0
+        self.errors = 0
+        self.last_run = 0.0
+
+
+class QueueService:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.s = settings
+        self.clock = clock or SystemClock()
+        self._lock_fd = lock_data_dir(settings.data_dir)
+        self.store = Store(settings.data_dir, settings.map_size_bytes)
+        self.core = Core(settings)
+        self.writer = Writer(self.store, self.core, max_batch_ops=settings.max_batch_ops,
+                             log_keep_entries=settings.log_keep_entries, on_commit=self._on_commit)
+        self.waiters = Waiters()
+        self.draining = False
+        self.timer = LoopState("timers")
+        self._next_due_ms: int | None = None
+        self._timer_wake: asyncio.Event | None = None
+        self._timer_task: asyncio.Task[None] | None = None
+
+    # ---- life cycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        self.writer.start(asyncio.get_running_loop())
+        with self.store.read() as t:
+            self._next_due_ms = t.first_due_ms()
+        self._timer_wake = asyncio.Event()
+        self._timer_task = asyncio.create_task(self._timer_loop(), name="tqd-timers")
+
+    def begin_drain(self) -> None:
+        """Stop leasing: answer every long-poll now, lease nothing new."""
+        self.draining = True
+        self.waiters.wake_all()
+
+    async def stop(self) -> None:
+        self.begin_drain()
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            try:
+                await self._timer_task
+            except asyncio.CancelledError:
+                pass
+        await self.writer.stop()
+        self.store.close()
+        os.close(self._lock_fd)
+
+    def _on_commit(self, c: Commit) -> None:
+        for q, n in c.ready_queues.items():
+            self.waiters.wake(q, n)
+        if c.min_due_ms is not None and (self._next_due_ms is None or c.min_due_ms < self._next_due_ms):
+            self._next_due_ms = c.min_due_ms
+            if self._timer_wake is not None:
+                self._timer_wake.set()
+
+    async def _timer_loop(self) -> None:
+        assert self._timer_wake is not None
+        while True:
+            now = self.clock.now()
+            due = self._next_due_ms
+            if due is not None and due <= ms(now):
+                try:
+                    taken = await self.writer.submit(r.Tick(now, TICK_LIMIT))
+                    self.timer.runs += 1
+                    self.timer.last_run = time.time()
+                except TqdError as e:
+                    self.timer.errors += 1
+                    log.warning("timer tick failed: %s", e.message)
+                    await asyncio.sleep(1.0)
+                    continue
+                with self.store.read() as t:
+                    self._next_due_ms = t.first_due_ms()
+                if taken >= TICK_LIMIT:
+                    continue
+                due = self._next_due_ms
+            wait = 1.0 if due is None else min(1.0, max(0.0, (due - ms(self.clock.now())) / 1000))
+            self._timer_wake.clear()
+            try:
+                await asyncio.wait_for(self._timer_wake.wait(), wait)
+            except TimeoutError:
+                pass
+
+    # ---- writes ----------------------------------------------------------------
+
+    async def _submit(self, op: r.Op) -> Any:
+        return await self.writer.submit(op)
+
+    async def enqueue(self, queue: str, jobs: list[r.NewJob]) -> list[EnqueueResult]:
+        res: list[EnqueueResult] = await self._submit(r.Enqueue(self.clock.now(), queue, jobs))
+        return res
+
+    async def lease(self, queues: list[str], max_jobs: int, wait: float, worker: str | None,
+                    timeout: float | None) -> list[LeasedJob]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not self.draining:
+            fut = self.waiters.add(queues) if wait > 0 else None
+            try:
+                op = r.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32))
+                jobs: list[LeasedJob] = await self._submit(op)
+                if jobs or fut is None:
+                    return jobs
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return []
+                try:  # re-check at least every second, whatever the wake-ups say
+                    await asyncio.wait_for(fut, min(remaining, 1.0))
+                except TimeoutError:
+                    pass
+            finally:
+                if fut is not None:
+                    self.waiters.remove(fut, queues)
+        return []
+
+    async def ack(self, jid: str, lease: str, result: bytes | None) -> None:
+        await self._submit(r.Ack(self.clock.now(), [r.AckItem(jid, lease, result)], True))
+
+    async def ack_many(self, items: list[r.AckItem]) -> list[AckOutcome]:
+        res: list[AckOutcome] = await self._submit(r.Ack(self.clock.now(), items, False))
+        return res
+
+    async def fail(self, jid: str, lease: str, error: str, details: str | None, retry: bool,
+                   retry_in: float | None) -> r.JobState:
+        op = r.Fail(self.clock.now(), jid, lease, error, details, retry, retry_in,
+                    random.uniform(0.75, 1.25))
+        st: r.JobState = await self._submit(op)
+        return st
+
+    async def heartbeat(self, jid: str, lease: str, extend: float | None,
+                        progress: bytes | None) -> float:
+        exp: float = await self._submit(r.Heartbeat(self.clock.now(), jid, lease, extend, progress))
+        return exp
+
+    async def cancel(self, jid: str) -> None:
+        await self._submit(r.Cancel(self.clock.now(), jid))
+
+    async def retry(self, jid: str) -> None:
+        await self._submit(r.Retry(self.clock.now(), jid))
+
+    async def redrive(self, queue: str, limit: int) -> int:
+        n: int = await self._submit(r.Redrive(self.clock.now(), queue, limit))
+        return n
+
+    async def purge(self, queue: str, state: str) -> int:
+        if state not in ("dead", "completed", "cancelled"):
+            raise InvalidRequest("state must be one of dead, completed, cancelled")
+        code = STATES.index(state)
+        total = 0
+        while True:
+            n, more = await self._submit(r.Purge(self.clock.now(), queue, code, PURGE_CHUNK))
+            total += n
+            if not more:
+                return total
+
+    async def set_paused(self, queue: str, paused: bool) -> QueueStats:
+        await self._submit(r.SetPaused(self.clock.now(), queue, paused))
+        return self.queue_stats(queue)
+
+    # ---- reads ----------------------------------------------------------------
+
+    def get_job(self, jid: str) -> JobRecord:
+        with self.store.read() as t:
+            return self.core.get(t, jid)
+
+    def queue_stats(self, queue: str) -> QueueStats:
+        with self.store.read() as t:
+            qs = t.get_qstat(queue) or r.QStat()
+            return self._stats(t, queue, qs)
+
+    def all_queue_stats(self) -> list[QueueStats]:
+        with self.store.read() as t:
+            return [self._stats(t, q, qs) for q, qs in t.all_qstats()]
+
+    def _stats(self, t: Any, queue: str, qs: r.QStat) -> QueueStats:
+        oldest = t.oldest_ready_ms(queue) if qs.queued else None
+        age = None if oldest is None else max(0.0, self.clock.now() - oldest / 1000)
+        return QueueStats(
+            name=queue, paused=qs.paused, queued=qs.queued,
+            queued_by_priority={str(p): qs.by_prio[p] for p in range(9, -1, -1)},
+            scheduled=qs.scheduled, active=qs.active, dead=qs.dead, completed=qs.completed,
+            cancelled=qs.cancelled, oldest_queued_age=age, enqueued_total=qs.enqueued_total,
+            completed_total=qs.completed_total, failed_total=qs.failed_total,
+        )
+
+    async def list_jobs(self, queue: str, state: str | None, limit: int, after: int) -> JobPage:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._list_jobs, queue, state, limit, after)
+
+    def _list_jobs(self, queue: str, state: str | None, limit: int, after: int,
+                   scan_budget: int = 50_000) -> JobPage:
+        """Oldest first by enqueue order; a state filter scans at most scan_budget entries
+        per page (the cursor then points past what was scanned)."""
+        code = None if state is None else STATES.index(state)
+        which = "dead" if code == r.DEAD else "qidx"
+        jobs: list[JobRecord] = []
+        last = after
+        more = False
+        with self.store.read() as t:
+            for scanned, (qseq, jid) in enumerate(t.scan_index(which, queue, after), 1):
+                if len(jobs) >= limit or scanned > scan_budget:
+                    more = True
+                    break
+                last = qseq
+                spec, st = t.get_spec(jid), t.get_state(jid)
+                if spec is None or st is None or (code is not None and st.state != code):
+                    continue
+                jobs.append(self.core.record(t, jid, spec, st))
+        return JobPage(jobs, format(last, "x") if more else None)
+
+    def replication_log(self, after: int, limit: int) -> Sequence[tuple[int, bytes]]:
+        with self.store.read() as t:
+            return t.log_entries(after, limit)
