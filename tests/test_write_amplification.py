@@ -1,0 +1,66 @@
+"""LMDB writes per job transition: the numbers README states, checked exactly.
+
+Each op also appends one replication-log entry; counters and meta are written
+once per commit, not per op, so they are not counted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tqd import records as r
+from tqd.config import Settings
+from tqd.core import Core
+from tqd.store import Store
+from tqd.writer import Writer
+
+LOG = 1  # the op's replication log entry
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[Writer]:
+    store = Store(tmp_path, 1 << 26)
+    w = Writer(store, Core(Settings(data_dir=tmp_path)), max_batch_ops=100,
+               log_keep_entries=10_000, on_commit=lambda c: None)
+    yield w
+    store.close()
+
+
+def writes(w: Writer, op: r.Op) -> tuple[object, int]:
+    before = w.stats.puts + w.stats.dels
+    res = w.apply_now(op)
+    return res, w.stats.puts + w.stats.dels - before
+
+
+def new(key: str | None = None) -> r.NewJob:
+    return r.NewJob(None, "t", b'{"a":1}', 5, None, 10, 30.0, key)
+
+
+def test_writes_per_transition(writer: Writer) -> None:
+    now = 1000.0
+    res, n = writes(writer, r.Enqueue(now, "q", [new()]))
+    assert n == 4 + LOG  # spec, state, ready, listing index
+    _, n = writes(writer, r.Enqueue(now, "q", [new("k")]))
+    assert n == 5 + LOG  # + idempotency key
+    leased, n = writes(writer, r.Lease(now, ["q"], 1, "w", None, 7))
+    assert n == 3 + LOG  # ready delete, state, lease due entry
+    job = leased[0]  # type: ignore[index]
+    _, n = writes(writer, r.Heartbeat(now, job.id, job.lease, 60.0, None))
+    assert n == 1 + LOG  # state only: the due entry moves lazily
+    _, n = writes(writer, r.Ack(now, [r.AckItem(job.id, job.lease, None)], True))
+    assert n == 3 + LOG  # state, lease due delete, retention due entry
+    leased, _ = writes(writer, r.Lease(now, ["q"], 1, "w", None, 7))
+    job = leased[0]  # type: ignore[index]
+    _, n = writes(writer, r.Fail(now, job.id, job.lease, "boom", None, True, 5.0, 1.0))
+    assert n == 4 + LOG  # state, lease due delete, errors, retry due entry
+
+
+def test_no_op_writes_nothing(writer: Writer) -> None:
+    _, n = writes(writer, r.Lease(1000.0, ["empty"], 10, "w", None, 1))
+    assert n == 0
+    log_before = writer.meta.log_seq
+    writes(writer, r.Lease(1000.0, ["empty"], 10, "w", None, 1))
+    assert writer.meta.log_seq == log_before  # nothing logged either
