@@ -1,3 +1,56 @@
-"""tqd: a durable job queue server."""
+"""tqd: a durable job queue server.
+
+The client side is exported lazily (`tqd.Client`, `tqd.Worker`, `tqd.NotFound`,
+...), so `tqd serve` never imports it. The client's exceptions all derive from
+`tqd.ClientError` (`tqd.errors` is the server's own error module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .client import (
+        Client,
+        ClientError,
+        ConnectionFailed,
+        Forbidden,
+        InvalidJob,
+        InvalidQueue,
+        InvalidRequest,
+        InvalidState,
+        Job,
+        LeasedJob,
+        LeaseLost,
+        NotFound,
+        NotReady,
+        PayloadTooLarge,
+        RateLimited,
+        ServerError,
+        StorageFull,
+        SyncClient,
+        Unauthorized,
+    )
+    from .worker import Fatal, JobCancelled, JobContext, Retry, Worker
+
+_CLIENT = ("Client", "SyncClient", "Job", "LeasedJob", "ClientError", "ConnectionFailed", "Forbidden",
+           "InvalidJob", "InvalidQueue", "InvalidRequest", "InvalidState", "LeaseLost", "NotFound",
+           "NotReady", "PayloadTooLarge", "RateLimited", "ServerError", "StorageFull", "Unauthorized")
+_WORKER = ("Worker", "JobContext", "Retry", "Fatal", "JobCancelled")
+_LAZY = {**{n: "client" for n in _CLIENT}, **{n: "worker" for n in _WORKER}}
+__all__ = [  # noqa: RUF022 - grouped as above
+    "__version__", "Client", "SyncClient", "Job", "LeasedJob", "ClientError", "ConnectionFailed",
+    "Forbidden", "InvalidJob", "InvalidQueue", "InvalidRequest", "InvalidState", "LeaseLost", "NotFound",
+    "NotReady", "PayloadTooLarge", "RateLimited", "ServerError", "StorageFull", "Unauthorized",
+    "Worker", "JobContext", "Retry", "Fatal", "JobCancelled",
+]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'tqd' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{mod}", __name__), name)

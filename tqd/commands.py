@@ -1,9 +1,366 @@
-"""Client subcommands of `tqd` (enqueue, queues, jobs, ...): registered into the CLI."""
+"""Client subcommands of `tqd` (worker, enqueue, queues, job, jobs, ...), registered into the CLI.
+
+Every command takes `--url` (env TQD_URL, several comma-separated) and
+`--token` (env TQD_TOKEN). The client library is imported only when a client
+command runs, so `tqd serve` never loads it. A `ClientError` becomes one line
+on stderr and exit status 1; usage errors exit 2 (argparse).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import Client, Job
+
+Command = Callable[[argparse.Namespace], "Coroutine[Any, Any, int] | int"]
+STATES = ("queued", "scheduled", "active", "completed", "dead", "cancelled")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the client commands to the `tqd` parser (none yet besides `serve`)."""
+    """Add the client commands to the `tqd` parser."""
+    p = _cmd(sub, "worker", _worker, "run a worker: tqd worker module:worker_object")
+    p.add_argument("target", metavar="MODULE:OBJ", help="import path of a tqd.Worker, e.g. app.tasks:worker")
+    p.add_argument("--concurrency", type=int, help="jobs run at once (default: the worker's)")
+    p.add_argument("--queues", help="comma-separated queues, tried in this order")
+    p.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    p.add_argument("--grace", type=float, metavar="S", help="seconds running jobs get on SIGTERM")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    p = _cmd(sub, "enqueue", _enqueue, "enqueue one job, or many from an NDJSON file")
+    p.add_argument("queue")
+    p.add_argument("payload", nargs="?", metavar="PAYLOAD_JSON", help="the job's payload (JSON)")
+    p.add_argument("--type", "-t", help="job type (what the worker routes on)")
+    p.add_argument("--priority", "-p", help="0..9 or high/normal/low")
+    p.add_argument("--delay", type=float, metavar="S", help="run no earlier than S seconds from now")
+    p.add_argument("--key", help="idempotency key")
+    p.add_argument("--max-attempts", type=int)
+    p.add_argument("--timeout", type=float, metavar="S", help="lease length")
+    p.add_argument("--file", "-f", type=Path, help="NDJSON file of job objects ('-' for stdin)")
+    p.add_argument("--chunk", type=int, default=1000, help="jobs per request with --file")
+
+    p = _cmd(sub, "queues", _queues, "table of queues: depth by state, oldest age")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = _cmd(sub, "job", _job, "show one job with its error log")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="print the raw record")
+
+    p = _cmd(sub, "jobs", _jobs, "list a queue's jobs, oldest first")
+    p.add_argument("queue")
+    p.add_argument("--state", "-s", choices=STATES)
+    p.add_argument("--limit", "-n", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--json", action="store_true", help="one JSON record per line")
+
+    for name, fn, what in (("retry", _retry, "put a dead or cancelled job back in its queue"),
+                           ("cancel", _cancel, "cancel a queued, scheduled, active or dead job")):
+        _cmd(sub, name, fn, what).add_argument("id")
+    for name, fn, what in (("redrive", _redrive, "move a queue's dead jobs back to queued"),
+                           ("pause", _pause, "stop leasing from a queue"),
+                           ("resume", _resume, "resume leasing from a queue")):
+        p = _cmd(sub, name, fn, what)
+        p.add_argument("queue")
+    sub.choices["redrive"].add_argument("--limit", type=int, default=1000)
+    p = _cmd(sub, "purge", _purge, "delete a queue's dead, completed or cancelled jobs")
+    p.add_argument("queue")
+    p.add_argument("--state", "-s", required=True, choices=("dead", "completed", "cancelled"))
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets options stand between positionals: `tqd enqueue q --type t '{"a": 1}'`."""
+
+    _inner = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._inner:  # parse_known_intermixed_args calls back in here
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
+def _cmd(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, fn: Command,
+         help: str) -> argparse.ArgumentParser:
+    cls, sub._parser_class = sub._parser_class, _IntermixedParser
+    try:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+    finally:
+        sub._parser_class = cls
+    default_url = None if name == "worker" else os.environ.get("TQD_URL", "http://127.0.0.1:7070")
+    p.add_argument("--url", default=default_url,
+                   help="server URL(s), comma-separated (env TQD_URL, default http://127.0.0.1:7070)")
+    p.add_argument("--token", default=os.environ.get("TQD_TOKEN"), help="bearer token (env TQD_TOKEN)")
+    p.set_defaults(func=lambda args: _main(fn, args))
+    return p
+
+
+def _main(fn: Command, args: argparse.Namespace) -> int:
+    from .client import ClientError
+
+    try:
+        rc = fn(args)
+        return rc if isinstance(rc, int) else asyncio.run(rc)
+    except ClientError as e:
+        print(f"tqd: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as e:
+        print(f"tqd: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from .client import Client
+
+    return Client(args.url, token=args.token)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _ago(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _age(s: float | None) -> str:
+    if s is None:
+        return "-"
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n:
+            return f"{s / n:.1f}{unit}"
+    return f"{s:.1f}s"
+
+
+# ---- worker -------------------------------------------------------------------
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from .worker import Worker
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname).1s %(message)s")
+    mod_name, _, attr = args.target.partition(":")
+    if not mod_name or not attr:
+        raise ValueError(f"worker target must look like module:object, got {args.target!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        obj = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load {args.target}: {e}") from None
+    if not isinstance(obj, Worker):
+        raise ValueError(f"{args.target} is a {type(obj).__name__}, not a tqd.Worker")
+    if args.url is not None:
+        obj.url = args.url
+    if args.token is not None:
+        obj.token = args.token
+    if args.concurrency is not None:
+        obj.concurrency = args.concurrency
+    if args.queues:
+        obj.queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    if args.grace is not None:
+        obj.grace_s = args.grace
+    obj.burst = obj.burst or args.burst
+    obj.run_forever()
+    return 0
+
+
+# ---- producing ------------------------------------------------------------------
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} is not JSON: {e}") from None
+
+
+async def _enqueue(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        if args.payload is not None:
+            raise ValueError("give PAYLOAD_JSON or --file, not both")
+        return await _enqueue_file(args)
+    payload = None if args.payload is None else _json_arg(args.payload, "PAYLOAD_JSON")
+    raw: str | None = args.priority
+    prio: int | str | None = int(raw) if raw is not None and raw.isdigit() else raw
+    async with _client(args) as c:
+        r = await c.enqueue(args.queue, args.type, payload, priority=prio, delay=args.delay, key=args.key,
+                            max_attempts=args.max_attempts, timeout=args.timeout)
+    print(json.dumps({"id": r.id, "state": r.state, "created": r.created}))
+    return 0
+
+
+def _read_jobs(path: Path) -> Iterator[dict[str, Any]]:
+    f = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
+    with f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                obj = _json_arg(line, f"{path} line {n}")
+                if not isinstance(obj, dict):
+                    raise ValueError(f"{path} line {n}: a job must be a JSON object")
+                yield obj
+
+
+async def _enqueue_file(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    jobs = list(_read_jobs(args.file))
+    cols = (TextColumn("enqueue"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*cols, console=_console(), transient=False) as bar:
+        task = bar.add_task("enqueue", total=len(jobs))
+        async with _client(args) as c:
+            res = await c.enqueue_many(args.queue, jobs, chunk_size=args.chunk,
+                                       on_chunk=lambda n: bar.update(task, completed=n))
+    created = sum(r.created for r in res)
+    print(f"{len(res)} jobs: {created} created, {len(res) - created} already present")
+    return 0
+
+
+# ---- inspecting -----------------------------------------------------------------
+
+
+async def _queues(args: argparse.Namespace) -> int:
+    import msgspec
+    from rich.table import Table
+
+    async with _client(args) as c:
+        stats = await c.queues()
+    if args.json:
+        print(msgspec.json.encode(stats).decode())
+        return 0
+    t = Table(title="tqd queues")
+    for col in ("queue", "queued", "scheduled", "active", "dead", "completed", "cancelled", "oldest"):
+        t.add_column(col, justify="left" if col == "queue" else "right")
+    for s in stats:
+        name = f"{s.name} [yellow](paused)[/]" if s.paused else s.name
+        t.add_row(name, *(str(v) for v in (s.queued, s.scheduled, s.active, s.dead, s.completed,
+                                           s.cancelled)), _age(s.oldest_queued_age))
+    _console().print(t)
+    return 0
+
+
+async def _job(args: argparse.Namespace) -> int:
+    import msgspec
+    from rich.table import Table
+    from rich.text import Text
+
+    async with _client(args) as c:
+        job = await c.get(args.id)
+    if args.json:
+        print(msgspec.json.encode(job).decode())
+        return 0
+    con = _console()
+    t = Table(show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    enc = msgspec.json.encode
+    rows = [("id", job.id), ("queue", job.queue), ("type", str(job.type)), ("state", job.state),
+            ("priority", str(job.priority)), ("attempt", f"{job.attempt}/{job.max_attempts}"),
+            ("timeout", f"{job.timeout:g}s"), ("key", str(job.key)), ("worker", str(job.worker)),
+            ("created", _ago(job.created_at)), ("run at", _ago(job.run_at)),
+            ("started", _ago(job.started_at)), ("finished", _ago(job.finished_at)),
+            ("lease expires", _ago(job.lease_expires_at)), ("payload", enc(job.payload).decode()),
+            ("progress", enc(job.progress).decode()), ("result", enc(job.result).decode())]
+    for k, v in rows:
+        t.add_row(k, Text(v))
+    con.print(t)
+    if job.errors:
+        et = Table(title="errors")
+        for col in ("attempt", "at", "error"):
+            et.add_column(col)
+        for e in job.errors:
+            et.add_row(str(e.attempt), _ago(e.at), Text(e.error))
+        con.print(et)
+        last = job.errors[-1]
+        if last.details:
+            con.print(f"[bold]last traceback[/] (attempt {last.attempt}):")
+            con.print(last.details, markup=False, highlight=False)
+    return 0
+
+
+def _row(j: Job) -> tuple[str, ...]:
+    err = j.errors[-1].error if j.errors else ""
+    return (j.id, str(j.type), j.state, str(j.priority), f"{j.attempt}/{j.max_attempts}",
+            _ago(j.created_at), err[:60])
+
+
+async def _jobs(args: argparse.Namespace) -> int:
+    import msgspec
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = []
+    async with _client(args) as c:
+        async for j in c.jobs(args.queue, state=args.state, limit=args.limit):
+            if args.json:
+                print(msgspec.json.encode(j).decode())
+            else:
+                rows.append(_row(j))
+    if args.json:
+        return 0
+    t = Table(title=f"jobs in {args.queue}" + (f" ({args.state})" if args.state else ""))
+    for col in ("id", "type", "state", "prio", "attempt", "created", "last error"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*(Text(v) for v in r))
+    _console().print(t)
+    return 0
+
+
+# ---- managing -------------------------------------------------------------------
+
+
+async def _retry(args: argparse.Namespace) -> int:
+    async with _client(args) as c:
+        print(f"{args.id}: {await c.retry(args.id)}")
+    return 0
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    async with _client(args) as c:
+        print(f"{args.id}: {await c.cancel(args.id)}")
+    return 0
+
+
+async def _redrive(args: argparse.Namespace) -> int:
+    async with _client(args) as c:
+        print(f"{args.queue}: {await c.redrive(args.queue, args.limit)} dead job(s) moved to queued")
+    return 0
+
+
+async def _pause(args: argparse.Namespace) -> int:
+    async with _client(args) as c:
+        s = await c.pause(args.queue)
+    print(f"{s.name}: paused ({s.queued} queued)")
+    return 0
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    async with _client(args) as c:
+        s = await c.resume(args.queue)
+    print(f"{s.name}: resumed ({s.queued} queued)")
+    return 0
+
+
+async def _purge(args: argparse.Namespace) -> int:
+    async with _client(args) as c:
+        print(f"{args.queue}: {await c.purge(args.queue, args.state)} {args.state} job(s) deleted")
+    return 0

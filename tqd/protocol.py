@@ -18,6 +18,7 @@ from msgspec import Raw, Struct
 from .errors import InvalidJob, InvalidQueue, InvalidRequest, PayloadTooLarge
 
 NULL = Raw(b"null")
+NOT_SENT = Raw(b"")  # a Raw field's default when absent (msgspec cannot decode `Raw | None`)
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 ID_RE = QUEUE_RE
 PRIORITY_NAMES = {"high": 7, "normal": 5, "low": 3}
@@ -74,7 +75,7 @@ class FailRequest(Struct):
 class HeartbeatRequest(Struct):
     lease: str
     extend: float | None = None
-    progress: Raw | None = None
+    progress: Raw = NOT_SENT
 
 
 class RedriveRequest(Struct):
@@ -194,6 +195,8 @@ def _decode(dec: msgspec.json.Decoder[Any], body: bytes, err: type[Exception], *
         return dec.decode(body if body.strip() else b"{}")
     except msgspec.DecodeError as e:  # ValidationError is a DecodeError
         raise err(f"{e}", **extra) from None
+    except RecursionError:  # msgspec's answer to JSON nested ~1000 deep
+        raise err("JSON nested too deeply", **extra) from None
 
 
 def decode_enqueue(body: bytes, line: int | None = None) -> EnqueueRequest:

@@ -13,7 +13,13 @@ from aiohttp import web
 from . import protocol as p
 from .config import Settings
 from .errors import (
-    Internal, InvalidJob, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, TqdError,
+    Internal,
+    InvalidJob,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    TqdError,
     UnsupportedMediaType,
 )
 from .records import AckItem, NewJob
@@ -123,7 +129,7 @@ async def enqueue(request: web.Request) -> web.Response:
         return reply(res, 201 if res.created else 200)
     if len(body) > s.max_bulk_bytes:
         raise PayloadTooLarge(f"bulk body is larger than {s.max_bulk_bytes} bytes")
-    jobs = []
+    jobs: list[NewJob] = []
     for n, line in p.iter_lines(body):
         if len(jobs) >= s.max_bulk_lines:
             raise PayloadTooLarge(f"more than {s.max_bulk_lines} lines in one bulk request", line=n)
@@ -160,7 +166,7 @@ async def ack(request: web.Request) -> web.Response:
 
 async def ack_bulk(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
-    items = []
+    items: list[AckItem] = []
     for n, line in p.iter_lines(body):
         if len(items) >= 10_000:
             raise PayloadTooLarge("more than 10000 lines in one bulk ack", line=n)
@@ -184,8 +190,8 @@ async def fail(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
     req = p.decode_heartbeat(body)
-    exp = await svc(request).heartbeat(request.match_info["id"], req.lease, req.extend,
-                                       _raw(req.progress))
+    progress = bytes(req.progress) or None  # empty = not sent: keep the stored progress
+    exp = await svc(request).heartbeat(request.match_info["id"], req.lease, req.extend, progress)
     return reply({"lease_expires_at": exp})
 
 
@@ -282,6 +288,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if e.status < 400:
             raise
         cls = _HTTP_CODES.get(e.status)
+        err: TqdError
         if cls is None:
             err = InvalidRequest(e.reason)
             err.http_status = e.status

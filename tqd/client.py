@@ -1,0 +1,631 @@
+"""The tqd client: `Client` (asyncio, aiohttp) and `SyncClient` (for scripts and WSGI apps).
+
+One `aiohttp.ClientSession` (one connection pool) per client. Every call goes
+through `Client._call`, which:
+
+- tries the configured base URLs in turn when a connection cannot be made
+  (nothing was sent, so this is safe for every call);
+- retries a call whose connection broke mid-request, or that got `503`, with
+  exponential backoff, but only if the call is idempotent (a plain enqueue
+  without `key` or `id` is not: a resend could make a second job);
+- follows `307`/`308` redirects itself (a follower points writes at its
+  leader), resending the same method, body and bearer token;
+- turns every `{"error": code}` answer into a typed `ClientError` subclass.
+
+`SyncClient` runs a `Client` on a private event loop thread, so both share one
+implementation and the sync client is safe to use from many threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote, urljoin
+
+import aiohttp
+import msgspec
+from msgspec import Struct
+
+from .protocol import AckLineResult, EnqueueResult, QueueStats
+
+__all__ = [
+    "DEFAULT_URL", "Client", "SyncClient", "Job", "JobError", "LeasedJob", "JobPage", "FailResult",
+    "EnqueueResult", "QueueStats", "AckLineResult",
+    "ClientError", "ConnectionFailed", "InvalidRequest", "InvalidJob", "InvalidQueue", "Unauthorized",
+    "Forbidden", "NotFound", "MethodNotAllowed", "LeaseLost", "InvalidState", "PayloadTooLarge",
+    "UnsupportedMediaType", "RateLimited", "NotReady", "StorageFull", "ServerError",
+]
+
+DEFAULT_URL = "http://127.0.0.1:7070"
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+MAX_REDIRECTS = 5
+T = TypeVar("T")
+
+
+def _seg(name: str) -> str:
+    """One URL path segment (queue names and ids are safe already; anything else is escaped)."""
+    return quote(name, safe="")
+
+
+# ---- errors -------------------------------------------------------------------
+
+
+class ClientError(Exception):
+    """Root of every error the client raises. `status` is 0 when no HTTP answer came."""
+
+    code = "error"
+
+    def __init__(self, message: str = "", *, status: int = 0, code: str | None = None,
+                 extra: Mapping[str, Any] | None = None) -> None:
+        if code is not None:
+            self.code = code
+        self.status = status
+        self.message = message or self.code.replace("_", " ")
+        self.extra: dict[str, Any] = dict(extra or {})
+        super().__init__(f"{self.code}: {self.message}" if status else self.message)
+
+    @property
+    def line(self) -> int | None:
+        """The 1-based input line a bulk request was refused for, if any."""
+        v = self.extra.get("line")
+        return v if isinstance(v, int) else None
+
+
+class ConnectionFailed(ClientError):
+    code = "connection_failed"
+
+
+class InvalidRequest(ClientError):
+    code = "invalid_request"
+
+
+class InvalidJob(ClientError):
+    code = "invalid_job"
+
+
+class InvalidQueue(ClientError):
+    code = "invalid_queue"
+
+
+class Unauthorized(ClientError):
+    code = "unauthorized"
+
+
+class Forbidden(ClientError):
+    code = "forbidden"
+
+
+class NotFound(ClientError):
+    code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    code = "method_not_allowed"
+
+
+class LeaseLost(ClientError):
+    code = "lease_lost"
+
+
+class InvalidState(ClientError):
+    code = "invalid_state"
+
+
+class PayloadTooLarge(ClientError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    code = "unsupported_media_type"
+
+
+class RateLimited(ClientError):
+    code = "rate_limited"
+
+
+class NotReady(ClientError):
+    code = "not_ready"
+
+
+class StorageFull(ClientError):
+    code = "storage_full"
+
+
+class ServerError(ClientError):
+    code = "internal"
+
+
+_BY_CODE: dict[str, type[ClientError]] = {
+    c.code: c for c in (
+        InvalidRequest, InvalidJob, InvalidQueue, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
+        LeaseLost, InvalidState, PayloadTooLarge, UnsupportedMediaType, RateLimited, NotReady,
+        StorageFull, ServerError,
+    )
+}
+# When the body carries no known code (a proxy's error page), fall back on the status.
+_BY_STATUS: dict[int, type[ClientError]] = {
+    400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 405: MethodNotAllowed,
+    409: InvalidState, 413: PayloadTooLarge, 415: UnsupportedMediaType, 429: RateLimited,
+    503: NotReady, 507: StorageFull,
+}
+
+
+class _ErrorBody(Struct):
+    error: str = ""
+    message: str = ""
+
+
+def error_from_response(status: int, body: bytes) -> ClientError:
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raw = None
+    if isinstance(raw, dict) and isinstance(raw.get("error"), str):
+        code, msg = raw["error"], str(raw.get("message") or "")
+        extra = {k: v for k, v in raw.items() if k not in ("error", "message")}
+    else:
+        code, msg, extra = "", body[:200].decode(errors="replace").strip(), {}
+    cls = _BY_CODE.get(code) or _BY_STATUS.get(status) or (ServerError if status >= 500 else ClientError)
+    return cls(msg or f"HTTP {status}", status=status, code=code or None, extra=extra)
+
+
+# ---- records ------------------------------------------------------------------
+# Client-side views of the wire records: payload/result/progress decoded, every
+# field defaulted so an older or newer server still decodes.
+
+
+class JobError(Struct):
+    attempt: int = 0
+    at: float = 0.0
+    error: str = ""
+    details: str | None = None
+
+
+class Job(Struct):
+    id: str
+    queue: str = ""
+    type: str | None = None
+    payload: Any = None
+    priority: int = 5
+    state: str = ""
+    attempt: int = 0
+    max_attempts: int = 0
+    timeout: float = 0.0
+    key: str | None = None
+    errors: list[JobError] = []
+    result: Any = None
+    progress: Any = None
+    created_at: float = 0.0
+    run_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_expires_at: float | None = None
+    worker: str | None = None
+
+
+class LeasedJob(Job):
+    lease: str = ""
+
+
+class JobPage(Struct):
+    jobs: list[Job]
+    next: str | None = None
+
+
+class FailResult(Struct):
+    state: str
+    run_at: float | None = None
+
+
+class _QueueList(Struct):
+    queues: list[QueueStats]
+
+
+_enc = msgspec.json.Encoder()
+_job_dec = msgspec.json.Decoder(Job)
+_leased_dec = msgspec.json.Decoder(LeasedJob)
+_page_dec = msgspec.json.Decoder(JobPage)
+_enq_dec = msgspec.json.Decoder(EnqueueResult)
+_stats_dec = msgspec.json.Decoder(QueueStats)
+_qlist_dec = msgspec.json.Decoder(_QueueList)
+_ackline_dec = msgspec.json.Decoder(AckLineResult)
+_fail_dec = msgspec.json.Decoder(FailResult)
+_any_dec = msgspec.json.Decoder()
+
+
+def _lines(body: bytes, dec: msgspec.json.Decoder[T]) -> list[T]:
+    return [dec.decode(ln) for ln in body.split(b"\n") if ln.strip()]
+
+
+def _ndjson(objs: Iterable[Any]) -> bytes:
+    buf = bytearray()
+    for o in objs:
+        _enc.encode_into(o, buf, len(buf))
+        buf += b"\n"
+    return bytes(buf)
+
+
+def job_body(type: str | None = None, payload: Any = None, *, priority: int | str | None = None,
+             delay: float | None = None, run_at: float | None = None, key: str | None = None,
+             max_attempts: int | None = None, timeout: float | None = None,
+             id: str | None = None) -> dict[str, Any]:
+    """The enqueue body for one job, leaving out unset fields (the server's defaults apply)."""
+    body: dict[str, Any] = {"type": type, "payload": payload}
+    for name, v in (("priority", priority), ("delay", delay), ("run_at", run_at), ("key", key),
+                    ("max_attempts", max_attempts), ("timeout", timeout), ("id", id)):
+        if v is not None:
+            body[name] = v
+    return body
+
+
+# ---- async client -------------------------------------------------------------
+
+
+class Client:
+    """Async tqd client. Use as `async with Client(url) as c:` or call `await c.close()`.
+
+    `url` is one base URL or several (tried in order on connection errors);
+    `TQD_URL` / `TQD_TOKEN` are read when `url` / `token` are not given.
+    """
+
+    def __init__(self, url: str | Sequence[str] | None = None, *, token: str | None = None,
+                 timeout_s: float = 30.0, retries: int = 4, backoff_s: float = 0.1,
+                 max_backoff_s: float = 5.0) -> None:
+        if url is None:
+            url = os.environ.get("TQD_URL", DEFAULT_URL)
+        urls = [url] if isinstance(url, str) else list(url)
+        urls = [u.strip() for s in urls for u in s.split(",") if u.strip()]
+        if not urls:
+            raise ValueError("no server URL given")
+        self.urls = [u.rstrip("/") for u in urls]
+        self.token = token if token is not None else os.environ.get("TQD_TOKEN") or None
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._current = 0  # index of the URL that answered last
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            s, self._session = self._session, None
+            await s.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"User-Agent": "tqd-client"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            self._session = aiohttp.ClientSession(
+                headers=headers, connector=aiohttp.TCPConnector(limit=100, limit_per_host=100))
+        return self._session
+
+    # -- transport --
+
+    async def _call(self, method: str, path: str, *, body: bytes | None = None, ctype: str = JSON,
+                    params: Mapping[str, str] | None = None, idempotent: bool = True,
+                    extra_timeout_s: float = 0.0, ok: tuple[int, ...] = (200, 201)) -> tuple[int, bytes]:
+        """Send one API call; return (status, body) of a success, else raise a ClientError."""
+        attempt = 0
+        while True:
+            base = self.urls[self._current]
+            try:
+                status, data = await self._send(method, base + path, body, ctype, params,
+                                                self.timeout_s + extra_timeout_s)
+            except aiohttp.ClientConnectorError as e:
+                # Nothing was sent: moving on to the next URL is safe for any call.
+                err: ClientError = ConnectionFailed(f"cannot connect to {base}: {e.os_error}")
+                self._current = (self._current + 1) % len(self.urls)
+                retryable = True
+            except (TimeoutError, aiohttp.ClientError) as e:
+                err = ConnectionFailed(f"{method} {base}{path}: {type(e).__name__}: {e}")
+                retryable = idempotent
+            else:
+                if status in ok or status == 204:
+                    return status, data
+                err = error_from_response(status, data)
+                retryable = status == 503 and idempotent
+            if not retryable or attempt >= self.retries:
+                raise err
+            attempt += 1
+            # Backoff only once every URL was tried in this round.
+            if attempt % len(self.urls) == 0 or len(self.urls) == 1:
+                delay = min(self.backoff_s * 2 ** (attempt // len(self.urls)), self.max_backoff_s)
+                await asyncio.sleep(delay * random.uniform(0.75, 1.25))
+
+    async def _send(self, method: str, url: str, body: bytes | None, ctype: str,
+                    params: Mapping[str, str] | None, timeout_s: float) -> tuple[int, bytes]:
+        session = self._get_session()
+        headers = {"Content-Type": ctype} if body is not None else {}
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        for _ in range(MAX_REDIRECTS + 1):
+            async with session.request(method, url, data=body, params=params, headers=headers,
+                                       allow_redirects=False, timeout=timeout) as resp:
+                if resp.status in (307, 308) and "Location" in resp.headers:
+                    # The query string is part of Location; keep method, body and token.
+                    url, params = urljoin(url, resp.headers["Location"]), None
+                    continue
+                return resp.status, await resp.read()
+        raise ConnectionFailed(f"more than {MAX_REDIRECTS} redirects for {method} {url}")
+
+    async def _json(self, method: str, path: str, obj: Any = None, **kw: Any) -> bytes:
+        body = None if obj is None else _enc.encode(obj)
+        _, data = await self._call(method, path, body=body, **kw)
+        return data
+
+    # -- producing --
+
+    async def enqueue(self, queue: str, type: str | None = None, payload: Any = None, *,
+                      priority: int | str | None = None, delay: float | None = None,
+                      run_at: float | None = None, key: str | None = None,
+                      max_attempts: int | None = None, timeout: float | None = None,
+                      id: str | None = None) -> EnqueueResult:
+        """Enqueue one job. `created` is False when `key` or `id` matched an existing job."""
+        body = job_body(type, payload, priority=priority, delay=delay, run_at=run_at, key=key,
+                        max_attempts=max_attempts, timeout=timeout, id=id)
+        data = await self._json("POST", f"/v1/queues/{_seg(queue)}/jobs", body,
+                                idempotent=key is not None or id is not None)
+        return _enq_dec.decode(data)
+
+    async def enqueue_many(self, queue: str, jobs: Iterable[Mapping[str, Any]], *,
+                           chunk_size: int = 1000,
+                           on_chunk: Callable[[int], None] | None = None) -> list[EnqueueResult]:
+        """Enqueue many jobs (dicts with the fields of `job_body`), `chunk_size` per request.
+
+        Each request is atomic; a refused chunk raises with `line` counted from
+        the first job of the whole call, and the chunks before it stay enqueued.
+        `on_chunk(n)` is called with the number of jobs stored after each chunk.
+        """
+        if not 1 <= chunk_size <= 10_000:
+            raise ValueError("chunk_size must be 1..10000")
+        out: list[EnqueueResult] = []
+        chunk: list[Mapping[str, Any]] = []
+
+        async def flush() -> None:
+            safe = all(("key" in j and j["key"] is not None) or ("id" in j and j["id"] is not None)
+                       for j in chunk)
+            try:
+                _, data = await self._call("POST", f"/v1/queues/{_seg(queue)}/jobs", body=_ndjson(chunk),
+                                           ctype=NDJSON, idempotent=safe)
+            except ClientError as e:
+                if e.line is not None:
+                    e.extra["line"] = e.line + len(out)
+                raise
+            out.extend(_lines(data, _enq_dec))
+            chunk.clear()
+            if on_chunk is not None:
+                on_chunk(len(out))
+
+        for job in jobs:
+            chunk.append(job)
+            if len(chunk) >= chunk_size:
+                await flush()
+        if chunk:
+            await flush()
+        return out
+
+    # -- inspecting and managing --
+
+    async def get(self, id: str) -> Job:
+        return _job_dec.decode(await self._json("GET", f"/v1/jobs/{_seg(id)}"))
+
+    async def cancel(self, id: str) -> str:
+        """Cancel a queued, scheduled, active or dead job; returns the new state."""
+        return str(_any_dec.decode(await self._json("DELETE", f"/v1/jobs/{_seg(id)}"))["state"])
+
+    async def retry(self, id: str) -> str:
+        """Put a dead or cancelled job back in its queue (attempts reset)."""
+        data = await self._json("POST", f"/v1/jobs/{_seg(id)}/retry", idempotent=False)
+        return str(_any_dec.decode(data)["state"])
+
+    async def queues(self) -> list[QueueStats]:
+        return _qlist_dec.decode(await self._json("GET", "/v1/queues")).queues
+
+    async def queue(self, name: str) -> QueueStats:
+        return _stats_dec.decode(await self._json("GET", f"/v1/queues/{_seg(name)}"))
+
+    async def jobs_page(self, queue: str, *, state: str | None = None, limit: int = 100,
+                        after: str | None = None) -> JobPage:
+        """One page of a queue's jobs, oldest first; pass `page.next` as `after` for the next."""
+        params = {"limit": str(limit)}
+        if state:
+            params["state"] = state
+        if after:
+            params["after"] = after
+        return _page_dec.decode(await self._json("GET", f"/v1/queues/{_seg(queue)}/jobs", params=params))
+
+    async def jobs(self, queue: str, *, state: str | None = None, limit: int | None = None,
+                   page_size: int = 100) -> AsyncIterator[Job]:
+        """Iterate a queue's jobs (oldest first), fetching `page_size` at a time, `limit` in all."""
+        after: str | None = None
+        seen = 0
+        while limit is None or seen < limit:
+            size = page_size if limit is None else min(page_size, limit - seen)
+            page = await self.jobs_page(queue, state=state, limit=size, after=after)
+            for job in page.jobs:
+                yield job
+            seen += len(page.jobs)
+            if page.next is None or not page.jobs:
+                return
+            after = page.next
+
+    async def pause(self, queue: str) -> QueueStats:
+        return _stats_dec.decode(await self._json("POST", f"/v1/queues/{_seg(queue)}/pause"))
+
+    async def resume(self, queue: str) -> QueueStats:
+        return _stats_dec.decode(await self._json("POST", f"/v1/queues/{_seg(queue)}/resume"))
+
+    async def redrive(self, queue: str, limit: int = 1000) -> int:
+        """Move up to `limit` dead jobs back to queued; returns how many moved."""
+        data = await self._json("POST", f"/v1/queues/{_seg(queue)}/redrive", {"limit": limit},
+                                idempotent=False)
+        return int(_any_dec.decode(data)["moved"])
+
+    async def purge(self, queue: str, state: str) -> int:
+        """Delete a queue's `dead`, `completed` or `cancelled` jobs; returns how many."""
+        data = await self._json("DELETE", f"/v1/queues/{_seg(queue)}/jobs", params={"state": state})
+        return int(_any_dec.decode(data)["deleted"])
+
+    # -- working --
+
+    async def lease(self, queues: str | Sequence[str], max: int = 1, wait: float = 0.0, *,
+                    worker: str | None = None, timeout: float | None = None) -> list[LeasedJob]:
+        """Lease up to `max` jobs, long-polling up to `wait` seconds; [] if none came."""
+        body: dict[str, Any] = {"queues": [queues] if isinstance(queues, str) else list(queues),
+                                "max": max, "wait": wait}
+        if worker is not None:
+            body["worker"] = worker
+        if timeout is not None:
+            body["timeout"] = timeout
+        # Safe to resend: jobs leased for an answer that never arrived come back when
+        # their lease expires (at-least-once).
+        status, data = await self._call("POST", "/v1/lease", body=_enc.encode(body),
+                                        extra_timeout_s=wait)
+        return [] if status == 204 else _lines(data, _leased_dec)
+
+    async def ack(self, id: str, lease: str, result: Any = None) -> None:
+        await self._json("POST", f"/v1/jobs/{_seg(id)}/ack", {"lease": lease, "result": result})
+
+    async def ack_many(self, items: Iterable[tuple[str, str, Any]]) -> list[AckLineResult]:
+        """Ack (id, lease, result) triples in one request; each line succeeds or fails alone."""
+        body = _ndjson({"id": i, "lease": ls, "result": r} for i, ls, r in items)
+        _, data = await self._call("POST", "/v1/ack", body=body, ctype=NDJSON)
+        return _lines(data, _ackline_dec)
+
+    async def fail(self, id: str, lease: str, error: str, details: str | None = None, *,
+                   retry: bool = True, retry_in: float | None = None) -> FailResult:
+        body: dict[str, Any] = {"lease": lease, "error": error, "retry": retry}
+        if details is not None:
+            body["details"] = details
+        if retry_in is not None:
+            body["retry_in"] = retry_in
+        return _fail_dec.decode(await self._json("POST", f"/v1/jobs/{_seg(id)}/fail", body))
+
+    async def heartbeat(self, id: str, lease: str, *, extend: float | None = None,
+                        progress: Any = None) -> float:
+        """Extend a lease (by `extend` s, default the job's timeout); returns the new expiry."""
+        body: dict[str, Any] = {"lease": lease}
+        if extend is not None:
+            body["extend"] = extend
+        if progress is not None:
+            body["progress"] = progress
+        data = await self._json("POST", f"/v1/jobs/{_seg(id)}/heartbeat", body)
+        return float(_any_dec.decode(data)["lease_expires_at"])
+
+
+# ---- sync client --------------------------------------------------------------
+
+
+class SyncClient:
+    """Blocking twin of `Client`: the same methods, run on a private event loop thread.
+
+    Thread-safe; use as a context manager or call `close()`.
+    """
+
+    def __init__(self, url: str | Sequence[str] | None = None, **kw: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tqd-client", daemon=True)
+        self._thread.start()
+        self._client = Client(url, **kw)
+        self.urls = self._client.urls
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def _run(self, coro: Awaitable[T]) -> T:
+        async def wrap() -> T:
+            return await coro
+        return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result()
+
+    def enqueue(self, queue: str, type: str | None = None, payload: Any = None,
+                **kw: Any) -> EnqueueResult:
+        return self._run(self._client.enqueue(queue, type, payload, **kw))
+
+    def enqueue_many(self, queue: str, jobs: Iterable[Mapping[str, Any]], *, chunk_size: int = 1000,
+                     on_chunk: Callable[[int], None] | None = None) -> list[EnqueueResult]:
+        return self._run(self._client.enqueue_many(queue, jobs, chunk_size=chunk_size,
+                                                   on_chunk=on_chunk))
+
+    def get(self, id: str) -> Job:
+        return self._run(self._client.get(id))
+
+    def cancel(self, id: str) -> str:
+        return self._run(self._client.cancel(id))
+
+    def retry(self, id: str) -> str:
+        return self._run(self._client.retry(id))
+
+    def queues(self) -> list[QueueStats]:
+        return self._run(self._client.queues())
+
+    def queue(self, name: str) -> QueueStats:
+        return self._run(self._client.queue(name))
+
+    def jobs_page(self, queue: str, *, state: str | None = None, limit: int = 100,
+                  after: str | None = None) -> JobPage:
+        return self._run(self._client.jobs_page(queue, state=state, limit=limit, after=after))
+
+    def jobs(self, queue: str, *, state: str | None = None, limit: int | None = None,
+             page_size: int = 100) -> Iterator[Job]:
+        after: str | None = None
+        seen = 0
+        while limit is None or seen < limit:
+            size = page_size if limit is None else min(page_size, limit - seen)
+            page = self.jobs_page(queue, state=state, limit=size, after=after)
+            yield from page.jobs
+            seen += len(page.jobs)
+            if page.next is None or not page.jobs:
+                return
+            after = page.next
+
+    def pause(self, queue: str) -> QueueStats:
+        return self._run(self._client.pause(queue))
+
+    def resume(self, queue: str) -> QueueStats:
+        return self._run(self._client.resume(queue))
+
+    def redrive(self, queue: str, limit: int = 1000) -> int:
+        return self._run(self._client.redrive(queue, limit))
+
+    def purge(self, queue: str, state: str) -> int:
+        return self._run(self._client.purge(queue, state))
+
+    def lease(self, queues: str | Sequence[str], max: int = 1, wait: float = 0.0, *,
+              worker: str | None = None, timeout: float | None = None) -> list[LeasedJob]:
+        return self._run(self._client.lease(queues, max, wait, worker=worker, timeout=timeout))
+
+    def ack(self, id: str, lease: str, result: Any = None) -> None:
+        self._run(self._client.ack(id, lease, result))
+
+    def ack_many(self, items: Iterable[tuple[str, str, Any]]) -> list[AckLineResult]:
+        return self._run(self._client.ack_many(list(items)))
+
+    def fail(self, id: str, lease: str, error: str, details: str | None = None, *,
+             retry: bool = True, retry_in: float | None = None) -> FailResult:
+        return self._run(self._client.fail(id, lease, error, details, retry=retry, retry_in=retry_in))
+
+    def heartbeat(self, id: str, lease: str, *, extend: float | None = None,
+                  progress: Any = None) -> float:
+        return self._run(self._client.heartbeat(id, lease, extend=extend, progress=progress))

@@ -1,0 +1,536 @@
+"""The worker runner: lease jobs, run handlers by job type, ack, fail, heartbeat.
+
+    worker = Worker(queues=["mail", "reports"], concurrency=8)
+
+    @worker.task("send_email")
+    async def send_email(job: JobContext) -> dict:
+        ...
+
+    worker.run_forever()          # or: tqd worker myapp.tasks:worker
+
+The parts, each small: `_AckBatcher` turns many acks into few `POST /v1/ack`
+requests; `_Running` owns one job (its handler and its heartbeat loop);
+`Worker` is the lease loop plus startup and shutdown.
+
+Lease loss (the job was cancelled, or its lease expired and it was handed out
+again) is detected at the next heartbeat. An async handler is then cancelled;
+a sync handler, which runs in a daemon thread of its own, should poll
+`job.cancelled` or call `job.check()` (a thread cannot be stopped from outside).
+Its eventual result is dropped: the server fences it with `409 lease_lost`.
+
+Shutdown (SIGTERM/SIGINT, or `stop()`): stop leasing, give running jobs
+`grace_s` to finish, then mark the rest cancelled and release them with
+`fail(retry_in=0)` so another worker takes them at once. A second signal skips
+the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+
+from .client import Client, ClientError, InvalidRequest, LeasedJob, LeaseLost, NotFound
+
+__all__ = ["Worker", "JobContext", "Retry", "Fatal", "JobCancelled", "Handler"]
+
+log = logging.getLogger("tqd.worker")
+Handler = Callable[["JobContext"], Any]
+F = TypeVar("F", bound=Handler)
+_enc = msgspec.json.Encoder()
+
+
+class Retry(Exception):
+    """Raise from a handler to retry the job `in_` seconds from now (None: server backoff)."""
+
+    def __init__(self, in_: float | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        self.in_ = in_
+        self.reason = reason
+
+
+class Fatal(Exception):
+    """Raise from a handler to fail the job without retry: it goes dead at once."""
+
+
+class JobCancelled(Exception):
+    """Raised by `JobContext.check()` once the job's lease is lost or the worker gives it up."""
+
+
+class JobContext:
+    """What a handler gets: the leased job, a progress reporter and the cancellation flag.
+
+    Safe to use from the handler's thread (sync handlers) and the event loop.
+    """
+
+    def __init__(self, job: LeasedJob, worker_name: str) -> None:
+        self.job = job
+        self.worker = worker_name
+        self._progress: Any = None
+        self._progress_dirty = False
+        self._cancelled = threading.Event()
+        self.cancel_reason = ""
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def type(self) -> str | None:
+        return self.job.type
+
+    @property
+    def queue(self) -> str:
+        return self.job.queue
+
+    @property
+    def payload(self) -> Any:
+        return self.job.payload
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run; `max_attempts` on the last one before the job goes dead."""
+        return self.job.attempt
+
+    @property
+    def max_attempts(self) -> int:
+        return self.job.max_attempts
+
+    def progress(self, value: Any) -> None:
+        """Report progress (any JSON value); sent with the next heartbeat."""
+        self._progress = value
+        self._progress_dirty = True
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the handler should stop: lease lost, job cancelled, or worker giving up."""
+        return self._cancelled.is_set()
+
+    def check(self) -> None:
+        """Raise JobCancelled if the handler should stop (call it between steps)."""
+        if self._cancelled.is_set():
+            raise JobCancelled(self.cancel_reason)
+
+    def _cancel(self, reason: str) -> None:
+        if not self._cancelled.is_set():
+            self.cancel_reason = reason
+            self._cancelled.set()
+
+
+class _AckBatcher:
+    """Collects acks while one `POST /v1/ack` is in flight and sends them as the next batch."""
+
+    def __init__(self, client: Client, max_batch: int = 500) -> None:
+        self.client = client
+        self.max_batch = max_batch
+        self._pending: list[tuple[str, str, msgspec.Raw, asyncio.Future[str | None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="tqd-acks")
+
+    async def ack(self, job: LeasedJob, result: bytes) -> str | None:
+        """Queue an ack; returns None when stored, else the error code (lease_lost, ...)."""
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((job.id, job.lease, msgspec.Raw(result), fut))
+        self._wake.set()
+        return await fut
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+                await self._send(batch)
+
+    async def _send(self, batch: list[tuple[str, str, msgspec.Raw, asyncio.Future[str | None]]]) -> None:
+        try:
+            lines = await self.client.ack_many((i, ls, r) for i, ls, r, _ in batch)
+            errors: list[str | None] = [ln.error if not ln.ok else None for ln in lines]
+        except ClientError as e:
+            log.error("ack of %d job(s) failed: %s (they will run again when their lease expires)",
+                      len(batch), e)
+            errors = [e.code] * len(batch)
+        for (*_, fut), err in zip(batch, errors, strict=False):
+            if not fut.done():
+                fut.set_result(err)
+
+    async def stop(self) -> None:
+        """Send what is pending, then end the loop."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            await self._send(batch)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _in_thread(fn: Handler, ctx: JobContext, live: set[threading.Thread]) -> Any:
+    """Run a sync handler in a daemon thread (one per job: a stuck handler cannot block exit)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not fut.done():
+            fut.set_result(value) if ok else fut.set_exception(value)
+
+    def target() -> None:
+        try:
+            value, ok = fn(ctx), True
+        except BaseException as e:  # noqa: B036 - handed to the loop, never swallowed
+            value, ok = e, False
+        live.discard(threading.current_thread())
+        try:
+            loop.call_soon_threadsafe(settle, ok, value)
+        except RuntimeError:  # the loop closed meanwhile (worker gave the job up)
+            pass
+
+    th = threading.Thread(target=target, name=f"tqd-job-{ctx.id}", daemon=True)
+    live.add(th)
+    th.start()
+    return await fut
+
+
+class _Running:
+    """One job in progress: runs its handler, heartbeats its lease, reports the outcome."""
+
+    def __init__(self, w: Worker, job: LeasedJob) -> None:
+        self.w = w
+        self.job = job
+        self.ctx = JobContext(job, w.name)
+        self.lease_s = w.lease_timeout_s or job.timeout or 60.0
+        self.started = time.monotonic()
+        self.released = False  # set when the worker gave the job back at shutdown
+        self.handler_task: asyncio.Task[Any] | None = None
+
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:6.2f}s"
+
+    async def run(self) -> None:
+        job, ctx = self.job, self.ctx
+        fn = self.w.handlers.get(job.type or "")
+        log.info("%8s → %s %s try %d/%d", "", job.id, job.type, job.attempt, job.max_attempts)
+        if fn is None:
+            await self._fail(f"no handler for job type {job.type!r} on worker {self.w.name}", None,
+                             retry=True, retry_in=None)
+            return
+        hb = asyncio.create_task(self._heartbeats(), name=f"tqd-hb-{job.id}")
+        try:
+            if inspect.iscoroutinefunction(fn):
+                self.handler_task = asyncio.create_task(fn(ctx))
+            else:
+                self.handler_task = asyncio.ensure_future(_in_thread(fn, ctx, self.w.threads))
+            result = await self.handler_task
+        except Retry as e:
+            await self._fail(e.reason, None, retry=True, retry_in=e.in_)
+        except Fatal as e:
+            await self._fail(f"Fatal: {e}", traceback.format_exc(), retry=False, retry_in=None)
+        except (JobCancelled, asyncio.CancelledError):
+            if not ctx.cancelled:  # the worker itself is being cancelled
+                raise
+            if not self.released:
+                log.warning("%s ⊘ %s %s stopped: %s", self._elapsed(), job.id, job.type,
+                            ctx.cancel_reason)
+        except Exception as e:
+            await self._fail(f"{type(e).__name__}: {e}", traceback.format_exc(), retry=True,
+                             retry_in=None)
+        else:
+            await self._ack(result)
+        finally:
+            hb.cancel()
+            await asyncio.gather(hb, return_exceptions=True)
+
+    async def _ack(self, result: Any) -> None:
+        if self.ctx.cancelled:
+            log.warning("%s ⊘ %s %s finished after losing its lease (%s); result dropped",
+                        self._elapsed(), self.job.id, self.job.type, self.ctx.cancel_reason)
+            return
+        try:
+            raw = _enc.encode(result)
+        except (TypeError, msgspec.EncodeError) as e:
+            await self._fail(f"result is not JSON: {e}", None, retry=False, retry_in=None)
+            return
+        err = await self.w.acks.ack(self.job, raw)
+        if err is None:
+            log.info("%s ← %s %s ● %s", self._elapsed(), self.job.id, self.job.type,
+                     _short(raw))
+        else:
+            log.warning("%s ⊘ %s %s ack refused: %s", self._elapsed(), self.job.id, self.job.type, err)
+
+    async def _fail(self, error: str, details: str | None, *, retry: bool,
+                    retry_in: float | None) -> None:
+        if self.ctx.cancelled:
+            log.warning("%s ⊘ %s %s failed after losing its lease: %s", self._elapsed(), self.job.id,
+                        self.job.type, error)
+            return
+        try:
+            res = await self.w.client.fail(self.job.id, self.job.lease, error, details, retry=retry,
+                                           retry_in=retry_in)
+        except ClientError as e:
+            log.error("%s ! %s %s could not report failure (%s): %s", self._elapsed(), self.job.id,
+                      self.job.type, e, error)
+            return
+        if res.state == "dead":
+            log.error("%s ✗ %s %s dead after try %d: %s", self._elapsed(), self.job.id, self.job.type,
+                      self.job.attempt, error)
+        else:
+            due = f" in {max(res.run_at - time.time(), 0):.2f}s" if res.run_at else ""
+            log.warning("%s ↻ %s %s retrying%s: %s", self._elapsed(), self.job.id, self.job.type, due,
+                        error)
+
+    async def _heartbeats(self) -> None:
+        """Extend the lease every third of its length, sending the handler's latest progress."""
+        interval = max(self.lease_s / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            ctx = self.ctx
+            progress, ctx._progress_dirty = (ctx._progress if ctx._progress_dirty else None), False
+            try:
+                try:
+                    await self.w.client.heartbeat(self.job.id, self.job.lease, extend=self.lease_s,
+                                                  progress=progress)
+                except InvalidRequest as e:
+                    if progress is None:
+                        raise
+                    # Keep the lease even if the server refuses this progress value.
+                    log.warning("progress of %s refused (%s); heartbeat without it", self.job.id, e)
+                    await self.w.client.heartbeat(self.job.id, self.job.lease, extend=self.lease_s)
+            except (LeaseLost, NotFound) as e:
+                self.lose(f"lease lost ({e.message})")
+                return
+            except ClientError as e:
+                log.warning("heartbeat of %s failed: %s", self.job.id, e)
+                if progress is not None:
+                    ctx._progress_dirty = True  # send the latest value next time
+
+    def lose(self, reason: str) -> None:
+        self.ctx._cancel(reason)
+        task = self.handler_task
+        if task is not None and not task.done():
+            task.cancel()  # an async handler stops at its next await; a thread runs on, unheard
+
+    async def release(self) -> None:
+        """Give the job back for another worker to run at once (graceful shutdown)."""
+        self.released = True
+        self.lose("worker shutting down")
+        try:
+            await self.w.client.fail(self.job.id, self.job.lease, "worker shutdown", None,
+                                     retry=True, retry_in=0)
+            log.warning("%s ↩ %s %s released (worker shutdown)", self._elapsed(), self.job.id,
+                        self.job.type)
+        except ClientError as e:
+            log.warning("release of %s failed (%s); it runs again when its lease expires",
+                        self.job.id, e)
+
+
+def _short(raw: bytes, n: int = 80) -> str:
+    s = raw.decode(errors="replace")
+    return s if len(s) <= n else s[:n - 1] + "…"
+
+
+class Worker:
+    """Runs registered handlers for jobs leased from `queues` (tried in the order given).
+
+    `url`/`token` default to TQD_URL/TQD_TOKEN. `lease_timeout_s` overrides each
+    job's own timeout. `burst` makes `run()` return once nothing is queued,
+    nothing runs, and no retry is due within `burst_wait_s`.
+    """
+
+    def __init__(self, url: str | Sequence[str] | None = None, *, queues: Sequence[str] = ("default",),
+                 concurrency: int = 10, token: str | None = None, name: str | None = None,
+                 lease_timeout_s: float | None = None, poll_wait_s: float = 30.0,
+                 grace_s: float = 10.0, burst: bool = False, burst_wait_s: float = 60.0) -> None:
+        self.url = url
+        self.token = token
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.lease_timeout_s = lease_timeout_s
+        self.poll_wait_s = poll_wait_s
+        self.grace_s = grace_s
+        self.burst = burst
+        self.burst_wait_s = burst_wait_s
+        self.handlers: dict[str, Handler] = {}
+        self.client: Client = None  # type: ignore[assignment]  # made in run()
+        self.acks: _AckBatcher = None  # type: ignore[assignment]
+        self.running: dict[str, _Running] = {}
+        self.threads: set[threading.Thread] = set()  # sync handlers, some maybe given up on
+        self.jobs_done = 0
+        self._stop: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None
+        self._slot: asyncio.Event | None = None
+
+    # -- registration --
+
+    def task(self, name: str) -> Callable[[F], F]:
+        """Decorator: `@worker.task("send_email")` registers a handler for that job type."""
+        def deco(fn: F) -> F:
+            self.add_task(name, fn)
+            return fn
+        return deco
+
+    def add_task(self, name: str, fn: Handler) -> None:
+        if name in self.handlers:
+            raise ValueError(f"a handler for {name!r} is already registered")
+        self.handlers[name] = fn
+
+    # -- running --
+
+    def stop(self, *, hurry: bool = False) -> None:
+        """Ask for a graceful stop (from the loop's thread); `hurry` skips the grace period."""
+        if self._stop is None or self._hurry is None:
+            raise RuntimeError("the worker is not running")
+        self._stop.set()
+        if hurry:
+            self._hurry.set()
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM/SIGINT (twice: no grace period). For `__main__` and the CLI."""
+        import uvloop
+
+        uvloop.run(self.run(handle_signals=True))
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        if not self.handlers:
+            raise ValueError("no handlers registered: use @worker.task(name)")
+        self._stop, self._hurry, self._slot = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        self.client = Client(self.url, token=self.token)
+        self.acks = _AckBatcher(self.client)
+        self.acks.start()
+        log.info("worker %s: queues %s, concurrency %d, types %s%s", self.name, ",".join(self.queues),
+                 self.concurrency, ",".join(sorted(self.handlers)), " (burst)" if self.burst else "")
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            await self._lease_loop(tasks)
+            await self._drain(tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.acks.stop()
+            await self.client.close()
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("worker %s stopped after %d job(s)", self.name, self.jobs_done)
+
+    def _on_signal(self, sig: int) -> None:
+        hurry = self._stop is not None and self._stop.is_set()
+        log.info("worker %s: %s, %s", self.name, signal.Signals(sig).name,
+                 "releasing running jobs now" if hurry else
+                 f"stopping (running jobs get {self.grace_s:g}s)")
+        self.stop(hurry=hurry)
+
+    async def _lease_loop(self, tasks: set[asyncio.Task[None]]) -> None:
+        assert self._stop is not None and self._slot is not None
+        errors = 0
+        while not self._stop.is_set():
+            free = self.concurrency - len(self.running)
+            if free <= 0:
+                self._slot.clear()
+                await _first(self._slot.wait(), self._stop.wait())
+                continue
+            wait = 0.0 if self.burst else self.poll_wait_s
+            try:
+                jobs = await _first(self.client.lease(self.queues, free, wait, worker=self.name,
+                                                      timeout=self.lease_timeout_s),
+                                    self._stop.wait())
+            except ClientError as e:
+                errors += 1
+                delay = min(0.5 * 2 ** min(errors, 5), 10.0)
+                log.error("lease failed (%s); again in %.1fs", e, delay)
+                await _first(asyncio.sleep(delay), self._stop.wait())
+                continue
+            errors = 0
+            if jobs is None:  # stop requested while long-polling
+                return
+            for job in jobs:
+                self._start(job, tasks)
+            if not jobs and self.burst and await self._burst_done():
+                return
+
+    def _start(self, job: LeasedJob, tasks: set[asyncio.Task[None]]) -> None:
+        r = _Running(self, job)
+        self.running[job.id] = r
+        t = asyncio.create_task(r.run(), name=f"tqd-job-{job.id}")
+        tasks.add(t)
+
+        def done(t: asyncio.Task[None]) -> None:
+            tasks.discard(t)
+            self.running.pop(job.id, None)
+            self.jobs_done += 1
+            assert self._slot is not None
+            self._slot.set()
+            if not t.cancelled() and t.exception() is not None:
+                log.error("bug: job runner of %s failed", job.id, exc_info=t.exception())
+        t.add_done_callback(done)
+
+    async def _burst_done(self) -> bool:
+        """Burst mode, nothing leased: done unless jobs run here or a retry is due soon."""
+        assert self._slot is not None and self._stop is not None
+        if self.running:
+            self._slot.clear()
+            await _first(self._slot.wait(), self._stop.wait())
+            return False
+        soon = False
+        for q in self.queues:
+            st = await self.client.queue(q)
+            if st.queued and not st.paused:
+                return False
+            if st.scheduled:
+                page = await self.client.jobs_page(q, state="scheduled", limit=1000)
+                horizon = time.time() + self.burst_wait_s
+                soon = soon or page.next is not None or any(
+                    (j.run_at or 0) <= horizon for j in page.jobs)
+        if soon:
+            await _first(asyncio.sleep(0.2), self._stop.wait())
+        return not soon
+
+    async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
+        """Let running jobs finish within the grace period, then release the rest."""
+        assert self._hurry is not None
+        if tasks and not self._hurry.is_set():
+            log.info("worker %s: waiting up to %gs for %d running job(s)", self.name, self.grace_s,
+                     len(tasks))
+            await _first(asyncio.wait(set(tasks), timeout=self.grace_s), self._hurry.wait())
+        left = list(self.running.values())
+        await asyncio.gather(*(r.release() for r in left))
+        if tasks:  # handlers were cancelled (async) or told to stop (threads): runners end at once
+            await asyncio.wait(set(tasks), timeout=5.0)
+        # Sync handlers that were told to stop get a moment to clean up (daemon threads: a
+        # handler that never checks `job.cancelled` cannot hold the process).
+        deadline = time.monotonic() + min(self.grace_s, 2.0)
+        for th in list(self.threads):
+            await asyncio.to_thread(th.join, max(deadline - time.monotonic(), 0))
+
+
+async def _first(*aws: Awaitable[Any]) -> Any:
+    """Await whichever finishes first, cancel the others; the first's result (None if not aws[0])."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    first = tasks[0]
+    if first in done:
+        return first.result()
+    return None
