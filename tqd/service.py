@@ -1,6 +1,6 @@
 """The queue service: the async face of the core that HTTP handlers call.
 
-It owns the writer thread, the long-poll waiters and the timer loop (delayed
+It owns the writer thread (which also holds parked long-polls) and the timer loop (delayed
 jobs, lease expiry, retention), and it reads committed state directly. It
 knows nothing of HTTP; it reaches LMDB only through Store and Writer.
 """
@@ -24,7 +24,6 @@ from .core import AckOutcome, Core, ms
 from .errors import InvalidRequest, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueueStats
 from .store import Store
-from .waiters import Waiters
 from .writer import Commit, Writer
 
 log = logging.getLogger("tqd.service")
@@ -72,8 +71,8 @@ class QueueService:
         self.store = Store(settings.data_dir, settings.map_size_bytes)
         self.core = Core(settings)
         self.writer = Writer(self.store, self.core, max_batch_ops=settings.max_batch_ops,
-                             log_keep_entries=settings.log_keep_entries, on_commit=self._on_commit)
-        self.waiters = Waiters()
+                             log_keep_entries=settings.log_keep_entries, on_commit=self._on_commit,
+                             clock=self.clock)
         self.draining = False
         self.timer = LoopState("timers")
         self._next_due_ms: int | None = None
@@ -92,7 +91,7 @@ class QueueService:
     def begin_drain(self) -> None:
         """Stop leasing: answer every long-poll now, lease nothing new."""
         self.draining = True
-        self.waiters.wake_all()
+        self.writer.unpark_all()
 
     async def stop(self) -> None:
         self.begin_drain()
@@ -107,8 +106,6 @@ class QueueService:
         os.close(self._lock_fd)
 
     def _on_commit(self, c: Commit) -> None:
-        for q, n in c.ready_queues.items():
-            self.waiters.wake(q, n)
         if c.min_due_ms is not None and (self._next_due_ms is None or c.min_due_ms < self._next_due_ms):
             self._next_due_ms = c.min_due_ms
             if self._timer_wake is not None:
@@ -152,26 +149,22 @@ class QueueService:
 
     async def lease(self, queues: list[str], max_jobs: int, wait: float, worker: str | None,
                     timeout: float | None) -> list[LeasedJob]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while not self.draining:
-            fut = self.waiters.add(queues) if wait > 0 else None
-            try:
-                op = r.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32))
-                jobs: list[LeasedJob] = await self._submit(op)
-                if jobs or fut is None:
-                    return jobs
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return []
-                try:  # re-check at least every second, whatever the wake-ups say
-                    await asyncio.wait_for(fut, min(remaining, 1.0))
-                except TimeoutError:
-                    pass
-            finally:
-                if fut is not None:
-                    self.waiters.remove(fut, queues)
-        return []
+        if self.draining:
+            return []
+        if wait <= 0:
+            op = r.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32))
+            jobs: list[LeasedJob] = await self._submit(op)
+            return jobs
+        parked = self.writer.park(queues, max_jobs, worker, timeout)
+        try:
+            return await asyncio.wait_for(asyncio.shield(parked.fut), wait)  # type: ignore[no-any-return]
+        except TimeoutError:
+            if self.writer.unpark(parked):
+                return []
+            return await parked.fut  # type: ignore[no-any-return]  # being served right now
+        except asyncio.CancelledError:  # the client went away
+            self.writer.unpark(parked)  # if it was being served, those leases will expire
+            raise
 
     async def ack(self, jid: str, lease: str, result: bytes | None) -> None:
         await self._submit(r.Ack(self.clock.now(), [r.AckItem(jid, lease, result)], True))

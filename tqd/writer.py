@@ -1,4 +1,4 @@
-"""The single LMDB writer thread with group commit.
+"""The single LMDB writer thread with group commit, and the parked long-polls.
 
 Requests put ops on a queue; the thread takes every op waiting (up to
 ``max_batch_ops``), applies them in order inside one write transaction,
@@ -6,6 +6,13 @@ appends each op that changed something to the replication log, commits
 (fsync) once, and only then resolves the requests' futures on the event
 loop. While it fsyncs, the next batch gathers. The event loop never touches
 an LMDB write transaction.
+
+Long-poll leases that find nothing are *parked* here, in the writer, per
+queue. When ops of a batch make jobs ready in a queue, parked leases of that
+queue are served in the same transaction, first come first served: the job
+goes out with the enqueue's own fsync (no second commit, no wake-up round
+trip, no thundering herd), and no wake-up can be lost because parking and
+enqueueing are ordered by the same thread.
 
 An op that raises a TqdError has changed nothing (the core validates
 before writing) and just gets its error. Anything else is a bug: the whole
@@ -18,14 +25,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import lmdb
 
 from . import records as r
+from .clock import Clock, SystemClock
 from .core import Core
 from .errors import Internal, StorageFull, TqdError
 from .records import Meta, QStat
@@ -33,15 +43,15 @@ from .store import Store, Tx
 
 log = logging.getLogger("tqd.writer")
 _STOP = object()
+_PARKED = object()  # result placeholder: this lease waits in the writer
 
 
 class Commit:
-    """What a committed batch means for the event loop (wake-ups, timers)."""
+    """What a committed batch means for the event loop (timers)."""
 
-    __slots__ = ("ready_queues", "min_due_ms")
+    __slots__ = ("min_due_ms",)
 
     def __init__(self) -> None:
-        self.ready_queues: dict[str, int] = {}
         self.min_due_ms: int | None = None
 
 
@@ -51,14 +61,30 @@ class WriterStats:
         self.ops = 0
         self.puts = 0
         self.dels = 0
-        self.commit_s = 0.0
+        self.busy_s = 0.0
+
+
+class Parked:
+    """A long-poll lease waiting in the writer. Claim/cancel under Writer._plock."""
+
+    __slots__ = ("queues", "max", "worker", "timeout", "fut", "claimed", "cancelled",
+                 "cancel_requested")
+
+    def __init__(self, queues: list[str], max_jobs: int, worker: str | None,
+                 timeout: float | None, fut: asyncio.Future[Any]) -> None:
+        self.queues, self.max, self.worker, self.timeout = queues, max_jobs, worker, timeout
+        self.fut = fut
+        self.claimed = False  # the writer is serving it: a result will come
+        self.cancelled = False  # the requester gave up: never serve it
+        self.cancel_requested = False  # gave up while claimed: answer [] rather than park
 
 
 class Writer:
     def __init__(self, store: Store, core: Core, *, max_batch_ops: int, log_keep_entries: int,
-                 on_commit: Callable[[Commit], None]) -> None:
+                 on_commit: Callable[[Commit], None], clock: Clock | None = None) -> None:
         self.store = store
         self.core = core
+        self.clock = clock or SystemClock()
         self.max_batch_ops = max_batch_ops
         self.log_keep_entries = log_keep_entries
         self.on_commit = on_commit
@@ -70,6 +96,9 @@ class Writer:
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._plock = threading.Lock()
+        self._parked: dict[str, deque[Parked]] = {}
+        self._parking = True  # False once draining: answer empty instead of waiting
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -90,9 +119,43 @@ class Writer:
         self._q.put((op, fut))
         return fut
 
+    # ---- parked long-polls (called on the event loop) ----------------------------
+
+    def park(self, queues: list[str], max_jobs: int, worker: str | None,
+             timeout: float | None) -> Parked:
+        """Lease now if jobs are ready, else wait in the writer until some are."""
+        assert self._loop is not None, "writer not started"
+        p = Parked(queues, max_jobs, worker, timeout, self._loop.create_future())
+        self._q.put((p, p.fut))
+        return p
+
+    def unpark(self, p: Parked) -> bool:
+        """Give up waiting. False if the writer is already serving it (await p.fut)."""
+        with self._plock:
+            if p.claimed:
+                p.cancel_requested = True
+                return False
+            p.cancelled = True
+            return True
+
+    def unpark_all(self) -> None:
+        """Answer every parked lease with no jobs (shutdown)."""
+        with self._plock:
+            self._parking = False
+            waiting = [p for dq in self._parked.values() for p in dq]
+            self._parked.clear()
+        for p in waiting:
+            if self.unpark(p) and not p.fut.done():
+                p.fut.set_result([])
+
+    def parked_count(self) -> int:
+        with self._plock:
+            return len({id(p) for dq in self._parked.values() for p in dq
+                        if not (p.cancelled or p.claimed)})
+
     def apply_now(self, op: r.Op) -> Any:
         """Apply one op synchronously (no thread): for tests and tools, not the server."""
-        results, _ = self._apply_batch([op])
+        results, _, _ = self._apply_batch([(op, None)])
         res = results[0]
         if isinstance(res, BaseException):
             raise res
@@ -116,13 +179,13 @@ class Writer:
                     stopping = True
                     break
                 batch.append(nxt)
-            ops = [op for op, _ in batch]
-            futs = [fut for _, fut in batch]
             try:
-                results, commit = self._apply_batch(ops)
+                results, served, commit = self._apply_batch(batch)
             except BaseException as e:  # noqa: BLE001 - a writer must never die silently
                 log.exception("writer batch failed")
-                results, commit = [Internal(str(e))] * len(ops), Commit()
+                results, served, commit = [Internal(str(e))] * len(batch), [], Commit()
+            futs = [fut for _, fut in batch] + [fut for fut, _ in served]
+            results += [res for _, res in served]
             assert self._loop is not None
             try:
                 self._loop.call_soon_threadsafe(self._deliver, futs, results, commit)
@@ -131,7 +194,7 @@ class Writer:
 
     def _deliver(self, futs: list[asyncio.Future[Any]], results: list[Any], commit: Commit) -> None:
         for fut, res in zip(futs, results, strict=True):
-            if fut.done():
+            if res is _PARKED or fut.done():
                 continue
             if isinstance(res, BaseException):
                 fut.set_exception(res)
@@ -139,52 +202,118 @@ class Writer:
                 fut.set_result(res)
         self.on_commit(commit)
 
-    def _apply_batch(self, ops: list[r.Op]) -> tuple[list[Any], Commit]:
+    Batch = list[tuple[Any, Any]]
+    Served = list[tuple[asyncio.Future[Any], Any]]
+
+    def _apply_batch(self, batch: Batch) -> tuple[list[Any], Served, Commit]:
         try:
-            return self._apply(ops)
+            return self._apply(batch)
         except (lmdb.MapFullError, lmdb.DiskError) as e:
-            log.error("storage full: %s", e)
-            return [StorageFull("storage is full; reads still work")] * len(ops), Commit()
+            return self._full(batch, e)
         except lmdb.Error as e:
             if "No space" in str(e) or "ENOSPC" in str(e):
-                return [StorageFull("storage is full; reads still work")] * len(ops), Commit()
+                return self._full(batch, e)
             raise
         except _Unexpected:
-            if len(ops) == 1:
+            if len(batch) == 1:
                 raise
         # a bug in one op: run each alone so the others still land
         results: list[Any] = []
+        served: Writer.Served = []
         commit = Commit()
-        for op in ops:
+        for item in batch:
             try:
-                res, c = self._apply([op])
+                res, s, c = self._apply([item])
                 results.append(res[0])
-                _merge(commit, c)
+                served += s
+                if c.min_due_ms is not None and (commit.min_due_ms is None
+                                                 or c.min_due_ms < commit.min_due_ms):
+                    commit.min_due_ms = c.min_due_ms
             except Exception as e:  # noqa: BLE001
-                log.exception("op failed: %r", op)
+                log.exception("op failed: %r", item[0])
                 results.append(Internal(f"internal error: {e}"))
-        return results, commit
+        return results, served, commit
 
-    def _apply(self, ops: list[r.Op]) -> tuple[list[Any], Commit]:
+    def _full(self, batch: Batch, e: Exception) -> tuple[list[Any], Served, Commit]:
+        log.error("storage full: %s", e)
+        with self._plock:
+            for item, _ in batch:
+                if isinstance(item, Parked):
+                    item.cancelled = True  # it gets the 507; never serve it later
+        return [StorageFull("storage is full; reads still work")] * len(batch), [], Commit()
+
+    def _op(self, tx: Tx, op: r.Op) -> Any:
+        """Apply one op; log it if it changed anything. TqdError: nothing changed."""
+        before = tx.writes
+        try:
+            res = self.core.apply(tx, op)
+        except TqdError as e:
+            if tx.writes != before:
+                raise _Unexpected(f"{type(e).__name__} after writing: {e}") from e
+            raise
+        except (lmdb.MapFullError, lmdb.DiskError):
+            raise
+        except Exception as e:
+            raise _Unexpected(repr(e)) from e
+        if tx.writes != before:
+            tx.log_append(r.op_encoder.encode(op))
+        return res
+
+    def _lease(self, tx: Tx, p: Parked) -> Any:
+        op = r.Lease(self.clock.now(), p.queues, p.max, p.worker, p.timeout, random.getrandbits(32))
+        return self._op(tx, op)
+
+    def _first_lease(self, tx: Tx, p: Parked) -> Any:
+        """A parked lease arriving: serve it now, or park it."""
+        with self._plock:
+            if p.cancelled:
+                return []
+            p.claimed = True
+        jobs = self._lease(tx, p)
+        with self._plock:
+            p.claimed = False
+            if jobs or p.cancel_requested or not self._parking:
+                p.cancelled = True
+                return jobs
+            for q in p.queues:
+                dq = self._parked.setdefault(q, deque())
+                if len(dq) > 64 and len(dq) % 64 == 0:  # drop the given-up, now and then
+                    self._parked[q] = dq = deque(x for x in dq if not (x.cancelled or x.claimed))
+                dq.append(p)
+        return _PARKED
+
+    def _serve_parked(self, tx: Tx, served: Served, claimed: list[tuple[str, Parked]]) -> None:
+        for q in tx.ready_queues:
+            dq = self._parked.get(q)
+            while dq:
+                qs = tx.peek_qstat(q)
+                if qs is None or qs.paused or qs.queued == 0:
+                    break
+                p = dq.popleft()
+                with self._plock:
+                    if p.cancelled or p.claimed:
+                        continue
+                    p.claimed = True
+                claimed.append((q, p))
+                served.append((p.fut, self._lease(tx, p)))
+
+    def _apply(self, batch: Batch) -> tuple[list[Any], Served, Commit]:
         t0 = time.perf_counter()
         tx = self.store.write(self.meta, self.qstats)
         results: list[Any] = []
+        served: Writer.Served = []
+        claimed: list[tuple[str, Parked]] = []
         try:
-            for op in ops:
-                before = tx.writes
+            for item, _ in batch:
                 try:
-                    results.append(self.core.apply(tx, op))
+                    if isinstance(item, Parked):
+                        results.append(self._first_lease(tx, item))
+                    else:
+                        results.append(self._op(tx, item))
                 except TqdError as e:
-                    if tx.writes != before:
-                        raise _Unexpected(f"{type(e).__name__} after writing: {e}") from e
                     results.append(e)
-                    continue
-                except (lmdb.MapFullError, lmdb.DiskError):
-                    raise
-                except Exception as e:
-                    raise _Unexpected(repr(e)) from e
-                if tx.writes != before:
-                    tx.log_append(r.op_encoder.encode(op))
+            if self._parked and tx.ready_queues:
+                self._serve_parked(tx, served, claimed)
             commit = Commit()
             if tx.writes:
                 tx.log_truncate(self.log_keep_entries)
@@ -192,7 +321,6 @@ class Writer:
                 tx.commit()  # fsync: only now may anyone be told
                 self.meta = tx.meta
                 self.qstats.update(tx.dirty_qstats)
-                commit.ready_queues = tx.ready_queues
                 commit.min_due_ms = tx.min_due_ms
                 self.stats.puts += tx.puts
                 self.stats.dels += tx.dels
@@ -200,19 +328,16 @@ class Writer:
                 tx.abort()
         except BaseException:
             tx.abort()
+            with self._plock:  # their leases were not committed: back to the front
+                for q, p in reversed(claimed):
+                    p.claimed = False
+                    self._parked.setdefault(q, deque()).appendleft(p)
             raise
         self.stats.batches += 1
-        self.stats.ops += len(ops)
-        self.stats.commit_s += time.perf_counter() - t0
-        return results, commit
+        self.stats.ops += len(batch)
+        self.stats.busy_s += time.perf_counter() - t0
+        return results, served, commit
 
 
 class _Unexpected(Exception):
     pass
-
-
-def _merge(into: Commit, c: Commit) -> None:
-    for q, n in c.ready_queues.items():
-        into.ready_queues[q] = into.ready_queues.get(q, 0) + n
-    if c.min_due_ms is not None and (into.min_due_ms is None or c.min_due_ms < into.min_due_ms):
-        into.min_due_ms = c.min_due_ms
