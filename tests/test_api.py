@@ -385,7 +385,9 @@ def test_paused_queue_leases_nothing_and_resume_wakes(api: Api, q: str) -> None:
         time.sleep(0.3)
         assert not fut.done()
         r = api.request("POST", f"/v1/queues/{q}/resume")
-        assert r.status == 200 and r.json()["paused"] is False and r.json()["queued"] == 1
+        # the parked lease may be served in resume's own commit: queued or already active
+        st = r.json()
+        assert r.status == 200 and st["paused"] is False and st["queued"] + st["active"] == 1
         assert _ids(fut.result(timeout=25)) == [jid]
 
 
