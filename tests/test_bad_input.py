@@ -450,3 +450,29 @@ def test_deeply_nested_json_is_400(api: Api, q: str, held: Held) -> None:
                      "invalid_request")
         # a form-typed body that is too deep to read as JSON is not JSON to us
         assert_error(_post(api, f"/v1/queues/{q}/jobs", deep, "text/plain"), 415, "unsupported_media_type")
+
+
+def test_result_and_progress_over_the_payload_limit_are_413(api: Api, q: str) -> None:
+    jid = api.enqueue_ok(q)
+    job = api.lease_one(q)
+    big = "x" * 2000  # the module's server has a 1000-byte payload limit
+    r = api.request("POST", f"/v1/jobs/{jid}/heartbeat", {"lease": job["lease"], "progress": big})
+    assert_error(r, 413, "payload_too_large")
+    r = api.request("POST", f"/v1/jobs/{jid}/ack", {"lease": job["lease"], "result": big})
+    assert_error(r, 413, "payload_too_large")
+    line = json.dumps({"id": jid, "lease": job["lease"], "result": big}).encode()
+    r = api.request("POST", "/v1/ack", raw=line, ctype=NDJSON)
+    assert_error(r, 413, "payload_too_large")
+    assert r.json()["line"] == 1
+    rec = api.job(jid)
+    assert rec["state"] == "active" and rec["progress"] is None and rec["result"] is None
+
+
+def test_long_error_texts_are_clipped_not_refused(api: Api, q: str) -> None:
+    jid = api.enqueue_ok(q)
+    job = api.lease_one(q)
+    r = api.request("POST", f"/v1/jobs/{jid}/fail",
+                    {"lease": job["lease"], "error": "e" * 5000, "details": "d" * 50_000, "retry": False})
+    assert r.status == 200 and r.json()["state"] == "dead"
+    err = api.job(jid)["errors"][-1]
+    assert len(err["error"]) == 2000 and len(err["details"]) == 32_000

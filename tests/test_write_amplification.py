@@ -64,3 +64,21 @@ def test_no_op_writes_nothing(writer: Writer) -> None:
     log_before = writer.meta.log_seq
     writes(writer, r.Lease(1000.0, ["empty"], 10, "w", None, 1))
     assert writer.meta.log_seq == log_before  # nothing logged either
+
+
+def test_log_is_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
+    store = Store(tmp_path, 1 << 26)
+    w = Writer(store, Core(Settings(data_dir=tmp_path)), max_batch_ops=10, log_keep_entries=100,
+               log_keep_bytes=50_000, on_commit=lambda c: None)
+    big = b'"' + b"x" * 2000 + b'"'
+    for i in range(300):
+        w.apply_now(r.Enqueue(1000.0 + i, "q", [r.NewJob(None, None, big, 5, None, 3, 30.0, None)]))
+    m = w.meta
+    kept = m.log_seq - m.log_first + 1
+    assert m.log_seq == 300
+    assert kept <= 100 + 1024 and m.log_bytes <= 50_000 + 50_000 // 4 + 2100
+    with store.read() as t:
+        entries = t.log_entries(0, 10_000)
+    assert [seq for seq, _ in entries] == list(range(m.log_first, m.log_seq + 1))
+    assert sum(len(v) for _, v in entries) == m.log_bytes
+    store.close()

@@ -45,6 +45,9 @@ class Settings:
     log_keep_entries: int = field(
         default=10_000, metadata={"help": "replication log tail kept with no followers"}
     )
+    log_keep_bytes: int = field(
+        default=64 * MiB, metadata={"help": "log tail bytes kept (at most 1/16 of the map)"}
+    )
     max_batch_ops: int = field(default=2000, metadata={"help": "ops in one group commit"})
     drain_timeout_s: float = field(default=10.0, metadata={"help": "grace period on SIGTERM"})
 
@@ -68,7 +71,7 @@ def _problems(s: Settings) -> list[str]:
         if not getattr(s, name) >= 0:
             out.append(f"{name} must be >= 0")
     for name in ("max_attempts", "max_payload_bytes", "max_bulk_lines", "max_bulk_bytes",
-                 "max_errors_kept", "log_keep_entries", "max_batch_ops"):
+                 "max_errors_kept", "log_keep_entries", "log_keep_bytes", "max_batch_ops"):
         if getattr(s, name) < 1:
             out.append(f"{name} must be >= 1")
     if s.map_size_bytes < 64 * 1024:

@@ -79,6 +79,7 @@ class Meta(Struct, array_like=True):
     log_first: int = 1  # oldest log entry kept
     id_ms: int = 0  # last generated id: time part
     id_n: int = 0  # last generated id: counter part
+    log_bytes: int = 0  # size of the log entries kept
 
 
 # ---- ops (mutations; also the replication log records) ------------------------

@@ -153,14 +153,30 @@ async def lease(request: web.Request) -> web.Response:
     return reply_lines(jobs)
 
 
-def _raw(v: Any) -> bytes | None:
-    return None if v is None else bytes(v)
+def _raw(request: web.Request, v: Any, what: str, line: int | None = None) -> bytes | None:
+    """A result/progress value as bytes, held to the payload limit."""
+    if v is None:
+        return None
+    raw = bytes(v)
+    limit = svc(request).s.max_payload_bytes
+    if len(raw) > limit:
+        extra = {} if line is None else {"line": line}
+        raise PayloadTooLarge(f"{what} is larger than {limit} bytes", **extra)
+    return raw
+
+
+MAX_ERROR_CHARS = 2_000
+MAX_DETAILS_CHARS = 32_000
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def ack(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
     req = p.decode_ack(body)
-    await svc(request).ack(request.match_info["id"], req.lease, _raw(req.result))
+    await svc(request).ack(request.match_info["id"], req.lease, _raw(request, req.result, "result"))
     return reply({"state": "completed"})
 
 
@@ -171,7 +187,7 @@ async def ack_bulk(request: web.Request) -> web.Response:
         if len(items) >= 10_000:
             raise PayloadTooLarge("more than 10000 lines in one bulk ack", line=n)
         a = p.decode_bulk_ack_line(line, n)
-        items.append(AckItem(a.id, a.lease, _raw(a.result)))
+        items.append(AckItem(a.id, a.lease, _raw(request, a.result, "result", n)))
     if not items:
         raise InvalidRequest("bulk ack has no lines")
     outcomes = await svc(request).ack_many(items)
@@ -181,8 +197,9 @@ async def ack_bulk(request: web.Request) -> web.Response:
 async def fail(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
     req = p.decode_fail(body)
-    st = await svc(request).fail(request.match_info["id"], req.lease, req.error or "failed",
-                                 req.details, req.retry, req.retry_in)
+    st = await svc(request).fail(request.match_info["id"], req.lease,
+                                 _clip(req.error, MAX_ERROR_CHARS) or "failed",
+                                 _clip(req.details, MAX_DETAILS_CHARS), req.retry, req.retry_in)
     state = p.STATES[st.state]
     return reply({"state": state} if state == "dead" else {"state": state, "run_at": st.run_at})
 
@@ -190,7 +207,7 @@ async def fail(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
     req = p.decode_heartbeat(body)
-    progress = bytes(req.progress) or None  # empty = not sent: keep the stored progress
+    progress = _raw(request, req.progress, "progress") or None  # empty = not sent: keep it
     exp = await svc(request).heartbeat(request.match_info["id"], req.lease, req.extend, progress)
     return reply({"lease_expires_at": exp})
 

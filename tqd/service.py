@@ -71,8 +71,9 @@ class QueueService:
         self.store = Store(settings.data_dir, settings.map_size_bytes)
         self.core = Core(settings)
         self.writer = Writer(self.store, self.core, max_batch_ops=settings.max_batch_ops,
-                             log_keep_entries=settings.log_keep_entries, on_commit=self._on_commit,
-                             clock=self.clock)
+                             log_keep_entries=settings.log_keep_entries,
+                             log_keep_bytes=min(settings.log_keep_bytes, settings.map_size_bytes // 16),
+                             on_commit=self._on_commit, clock=self.clock)
         self.draining = False
         self.timer = LoopState("timers")
         self._next_due_ms: int | None = None

@@ -307,19 +307,26 @@ class Tx(ReadTx):
     # log
     def log_append(self, record: bytes) -> int:
         self.meta.log_seq += 1
+        self.meta.log_bytes += len(record)
         self._put(_U64.pack(self.meta.log_seq), record, self._log)
         return self.meta.log_seq
 
-    def log_truncate(self, keep: int) -> None:
+    def log_truncate(self, keep_entries: int, keep_bytes: int) -> None:
+        """Drop the oldest entries beyond both bounds; in chunks, not at every commit."""
         m = self.meta
-        upto = m.log_seq - keep
-        if upto - m.log_first < 1024:  # truncate in chunks, not every commit
+        over_count = (m.log_seq - m.log_first + 1) - keep_entries
+        if over_count < 1024 and m.log_bytes <= keep_bytes + keep_bytes // 4:
             return
         with self.txn.cursor(db=self._log) as c:
-            if c.first():
-                while c.key() and _U64.unpack(c.key())[0] <= upto:
-                    c.delete()
-        m.log_first = upto + 1
+            if not c.first():
+                return
+            while c.key():
+                count = m.log_seq - m.log_first + 1
+                if count <= keep_entries and m.log_bytes <= keep_bytes:
+                    break
+                m.log_bytes -= len(c.value())
+                m.log_first = _U64.unpack(c.key())[0] + 1
+                c.delete()
 
     # commit
     def finish(self) -> None:

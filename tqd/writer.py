@@ -81,12 +81,14 @@ class Parked:
 
 class Writer:
     def __init__(self, store: Store, core: Core, *, max_batch_ops: int, log_keep_entries: int,
-                 on_commit: Callable[[Commit], None], clock: Clock | None = None) -> None:
+                 on_commit: Callable[[Commit], None], clock: Clock | None = None,
+                 log_keep_bytes: int = 64 << 20) -> None:
         self.store = store
         self.core = core
         self.clock = clock or SystemClock()
         self.max_batch_ops = max_batch_ops
         self.log_keep_entries = log_keep_entries
+        self.log_keep_bytes = log_keep_bytes
         self.on_commit = on_commit
         self.stats = WriterStats()
         self.meta: Meta = store.load_meta()
@@ -316,7 +318,7 @@ class Writer:
                 self._serve_parked(tx, served, claimed)
             commit = Commit()
             if tx.writes:
-                tx.log_truncate(self.log_keep_entries)
+                tx.log_truncate(self.log_keep_entries, self.log_keep_bytes)
                 tx.finish()
                 tx.commit()  # fsync: only now may anyone be told
                 self.meta = tx.meta
