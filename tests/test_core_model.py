@@ -1,0 +1,458 @@
+"""A Hypothesis state machine over the queue core against a plain in-memory model.
+
+The system under test is the real thing minus HTTP: a Store on LMDB in a temp
+dir, the Core, and the Writer applying one op per committed transaction
+(`apply_now`). Time is a float that a rule advances; every op carries it, as
+in the server. The reference model (tests/_model_ref.py) is dicts and lists.
+
+After every step the invariants compare, job by job and queue by queue, what
+the core stores with what the model says, and look inside the LMDB indexes:
+each job sits in exactly the index its state calls for (ready, due, dead),
+ready order is priority then FIFO, counters match, and the writer's cached
+counters equal the stored ones. Rules also close and reopen the store (state
+must be identical) and replay the replication log into a fresh store (the ops
+are deterministic, so the replay must give byte-identical databases).
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import msgspec
+import pytest
+from _model_ref import FINISHED, MCfg, MJob, MNew, Model, ms
+from hypothesis import HealthCheck, event, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from tqd import records as r
+from tqd.config import Settings
+from tqd.core import Core
+from tqd.errors import TqdError
+from tqd.protocol import STATES
+from tqd.store import Store
+from tqd.writer import Writer
+
+QUEUES = ("a", "b", "c")
+T0 = 1_700_000_000.0
+MAP_SIZE = 32 * 1024 * 1024
+SETTINGS = Settings(lease_timeout_s=10.0, max_attempts=3, backoff_base_s=1.0, backoff_max_s=8.0,
+                    retention_s=25.0, key_window_s=5.0, max_errors_kept=2,
+                    log_keep_entries=1_000_000, max_batch_ops=100)
+CFG = MCfg(SETTINGS.lease_timeout_s, SETTINGS.backoff_base_s, SETTINGS.backoff_max_s,
+           SETTINGS.retention_s, SETTINGS.key_window_s, SETTINGS.max_errors_kept)
+_U64 = struct.Struct(">Q")
+
+new_jobs = st.builds(
+    MNew,
+    id=st.one_of(*[st.none()] * 5, st.sampled_from(["c1", "c2", "c3", "c4"])),
+    type=st.sampled_from([None, "email"]),
+    payload=st.sampled_from([b"null", b'{"n":1}', b"[1,2]"]),
+    priority=st.sampled_from([0, 3, 5, 5, 5, 7, 9]),
+    run_at=st.sampled_from([None, None, None, -3.0, 0.0, 0.5, 2.0, 7.5, 40.0]),  # offsets from now
+    max_attempts=st.integers(1, 5),
+    timeout=st.sampled_from([5.0, 10.0]),
+    key=st.one_of(st.none(), st.none(), st.sampled_from(["k1", "k2"])),
+)
+QUEUE_LISTS = st.lists(st.sampled_from(QUEUES), min_size=1, max_size=3, unique=True)
+WORKERS = st.sampled_from([None, "w1", "w2"])
+LEASE_TIMEOUTS = st.sampled_from([None, None, 3.0, 15.0])
+SALTS = st.integers(0, 2**32 - 1)
+RESULTS = st.sampled_from([None, b"null", b'{"ok":1}'])
+FAIL_ARGS = st.tuples(  # error, details, retry, retry_in, jitter
+    st.sampled_from(["boom", "oops"]), st.sampled_from([None, "Traceback ..."]),
+    st.sampled_from([True, True, False]), st.sampled_from([None, None, 0.0, 2.5]),
+    st.sampled_from([1.0, 1.0, 0.75, 1.25]))
+HEARTBEAT_ARGS = st.tuples(st.sampled_from([None, 0.5, 2.0, 30.0]),  # extend, progress
+                           st.sampled_from([None, b'{"pct":50}']))
+
+
+def open_store(path: Path) -> tuple[Store, Writer]:
+    store = Store(path, MAP_SIZE)
+    writer = Writer(store, Core(SETTINGS), max_batch_ops=SETTINGS.max_batch_ops,
+                    log_keep_entries=SETTINGS.log_keep_entries, on_commit=lambda c: None)
+    return store, writer
+
+
+def dump(store: Store) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Every key and value of every sub-database."""
+    with store.env.begin() as t:
+        return {name: [(bytes(k), bytes(v)) for k, v in t.cursor(db=db)]
+                for name, db in store.dbs.items()}
+
+
+def _split_q(k: bytes) -> tuple[str, bytes]:
+    q, _, rest = k.partition(b"\x00")
+    return q.decode(), rest
+
+
+class CoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="tqd-model-"))
+        self.store, self.writer = open_store(self.dir / "data")
+        self.core = self.writer.core
+        self.model = Model(CFG, T0)
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def now(self) -> float:
+        return self.model.now
+
+    def apply(self, op: r.Op) -> tuple[Any, str | None]:
+        """(result, None) or (None, error code)."""
+        try:
+            return self.writer.apply_now(op), None
+        except TqdError as e:
+            return None, e.code
+
+    def record(self, jid: str) -> Any:
+        with self.store.read() as t:
+            return self.core.get(t, jid)
+
+    def pick_lease(self, data: st.DataObject) -> tuple[str, str]:
+        """A (job id, token): the live lease of an active job, an old one, a wrong one, or
+        an id that does not exist."""
+        m = self.model
+        live = [(j.id, j.token) for j in m.jobs.values() if j.state == "active" and j.token]
+        kinds = ["wrong", "missing"] + (["stale"] * 2 if m.issued else []) + (["live"] * 8 if live else [])
+        kind = data.draw(st.sampled_from(kinds), label="lease kind")
+        if kind == "live":
+            jid, tok = data.draw(st.sampled_from(live), label="live lease")
+            return jid, str(tok)
+        if kind == "stale":
+            return data.draw(st.sampled_from(m.issued), label="old lease")
+        if kind == "wrong" and m.jobs:
+            return data.draw(st.sampled_from(sorted(m.jobs)), label="job"), "1.deadbeef"
+        return "nope", "1.deadbeef"
+
+    def pick_job(self, data: st.DataObject) -> str:
+        if not self.model.jobs or data.draw(st.integers(0, 9), label="missing?") == 0:
+            return "nope"
+        return data.draw(st.sampled_from(sorted(self.model.jobs)), label="job id")
+
+    # ---- rules -------------------------------------------------------------------
+
+    @initialize(data=st.data())
+    def start(self, data: st.DataObject) -> None:
+        """Begin with a few jobs so that the other rules have something to work on."""
+        self.check_everything()
+        for q in data.draw(st.lists(st.sampled_from(QUEUES), min_size=1, max_size=4), label="seed queues"):
+            self.enqueue(data, q, True)
+
+    @rule(data=st.data(), queue=st.sampled_from(QUEUES), bulk=st.booleans())
+    def enqueue(self, data: st.DataObject, queue: str, bulk: bool,
+                lines: list[MNew] | None = None) -> None:
+        if lines is None:
+            lines = data.draw(st.lists(new_jobs, min_size=1, max_size=6 if bulk else 1), label="jobs")
+        for nj in lines:  # run_at was drawn as an offset from now
+            nj.run_at = None if nj.run_at is None else self.now + nj.run_at
+        op = r.Enqueue(self.now, queue, [
+            r.NewJob(nj.id, nj.type, nj.payload, nj.priority, nj.run_at, nj.max_attempts, nj.timeout,
+                     nj.key) for nj in lines])
+        res, err = self.apply(op)
+        assert err is None, err
+        got = [(x.id, x.state, x.created) for x in res]
+        assert got == self.model.enqueue(queue, lines, got)
+        if not all(x.created for x in res):
+            event("enqueue: existing job (key or id)")
+
+    @rule(data=st.data(), line=new_jobs, by_id=st.booleans())
+    def enqueue_again(self, data: st.DataObject, line: MNew, by_id: bool) -> None:
+        """Enqueue with the key (or id) of a job that exists, whatever its state."""
+        keyed = [j for j in self.model.jobs.values() if j.key is not None]
+        if by_id and self.model.jobs:
+            line.id = data.draw(st.sampled_from(sorted(self.model.jobs)))
+            queue = data.draw(st.sampled_from(QUEUES))  # ids are unique across queues
+        elif keyed:
+            old = data.draw(st.sampled_from(keyed))
+            line.id, line.key, queue = None, old.key, old.queue
+        else:
+            return
+        self.enqueue(data, queue, False, [line])
+
+    def do_lease(self, queues: list[str], max_n: int, worker: str | None, timeout: float | None,
+                 salt: int) -> list[Any]:
+        expect = self.model.lease_expect(queues, max_n)
+        res, err = self.apply(r.Lease(self.now, queues, max_n, worker, timeout, salt))
+        assert err is None, err
+        assert [j.id for j in res] == expect, "lease order (priority, then FIFO by ready time)"
+        event(f"lease: {min(len(res), 2)}{'+' if len(res) >= 2 else ''} jobs")
+        for j in res:
+            assert j.state == "active" and j.lease, j
+            self.model.lease_apply(j.id, j.lease, timeout, worker)
+            assert j.attempt == self.model.jobs[j.id].attempt
+            assert j.lease_expires_at == self.model.jobs[j.id].lease_expires_at
+        return res  # type: ignore[no-any-return]
+
+    def do_ack(self, picks: list[tuple[str, str]], bulk: bool, result: bytes | None) -> None:
+        items = [r.AckItem(jid, tok, result) for jid, tok in picks]
+        res, err = self.apply(r.Ack(self.now, items, not bulk))
+        expect = [self.model.ack(jid, tok, result) for jid, tok in picks]
+        for e in expect:
+            event(f"ack: {e or 'ok'}")
+        if bulk:
+            assert err is None, err
+            assert [(o.id, o.error) for o in res] == [(jid, e) for (jid, _), e in zip(picks, expect, strict=True)]
+        else:
+            assert err == expect[0]
+
+    def do_fail(self, jid: str, tok: str, error: str, details: str | None, retry: bool,
+                retry_in: float | None, jitter: float) -> None:
+        res, err = self.apply(r.Fail(self.now, jid, tok, error, details, retry, retry_in, jitter))
+        expect = self.model.fail(jid, tok, error, details, retry, retry_in, jitter)
+        event(f"fail: {expect if isinstance(expect, str) else expect[0]}")
+        if isinstance(expect, str):
+            assert err == expect
+        else:
+            assert err is None, err
+            assert (STATES[res.state], res.run_at) == expect
+
+    def do_heartbeat(self, jid: str, tok: str, extend: float | None, progress: bytes | None) -> None:
+        res, err = self.apply(r.Heartbeat(self.now, jid, tok, extend, progress))
+        expect = self.model.heartbeat(jid, tok, extend, progress)
+        event(f"heartbeat: {expect if isinstance(expect, str) else 'ok'}")
+        if isinstance(expect, str):
+            assert err == expect
+        else:
+            assert (res, err) == (expect, None)
+
+    @rule(data=st.data(), queues=QUEUE_LISTS, max_n=st.integers(1, 4), worker=WORKERS,
+          timeout=LEASE_TIMEOUTS, salt=SALTS)
+    def lease(self, data: st.DataObject, queues: list[str], max_n: int, worker: str | None,
+              timeout: float | None, salt: int) -> None:
+        self.do_lease(queues, max_n, worker, timeout, salt)
+
+    @rule(data=st.data(), queues=QUEUE_LISTS, max_n=st.integers(1, 4), worker=WORKERS,
+          timeout=LEASE_TIMEOUTS, salt=SALTS)
+    def work(self, data: st.DataObject, queues: list[str], max_n: int, worker: str | None,
+             timeout: float | None, salt: int) -> None:
+        """A worker's turn: lease, then ack, fail, heartbeat or keep each job."""
+        for j in self.do_lease(queues, max_n, worker, timeout, salt):
+            action = data.draw(st.sampled_from(["ack", "fail", "fail", "heartbeat", "keep"]))
+            if action == "ack":
+                self.do_ack([(j.id, j.lease)], data.draw(st.booleans()), data.draw(RESULTS))
+            elif action == "fail":
+                self.do_fail(j.id, j.lease, *data.draw(FAIL_ARGS))
+            elif action == "heartbeat":
+                self.do_heartbeat(j.id, j.lease, *data.draw(HEARTBEAT_ARGS))
+
+    @rule(data=st.data(), bulk=st.booleans(), result=RESULTS)
+    def ack(self, data: st.DataObject, bulk: bool, result: bytes | None) -> None:
+        picks = [self.pick_lease(data) for _ in range(data.draw(st.integers(1, 3)) if bulk else 1)]
+        self.do_ack(picks, bulk, result)
+
+    @rule(data=st.data(), args=FAIL_ARGS)
+    def fail(self, data: st.DataObject, args: tuple[Any, ...]) -> None:
+        self.do_fail(*self.pick_lease(data), *args)
+
+    @rule(data=st.data(), args=HEARTBEAT_ARGS)
+    def heartbeat(self, data: st.DataObject, args: tuple[Any, ...]) -> None:
+        self.do_heartbeat(*self.pick_lease(data), *args)
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        jid = self.pick_job(data)
+        _, err = self.apply(r.Cancel(self.now, jid))
+        assert err == self.model.cancel(jid)
+        event(f"cancel: {err or 'ok'}")
+
+    @rule(data=st.data())
+    def retry(self, data: st.DataObject) -> None:
+        jid = self.pick_job(data)
+        _, err = self.apply(r.Retry(self.now, jid))
+        assert err == self.model.retry(jid)
+        event(f"retry: {err or 'ok'}")
+
+    @rule(queue=st.sampled_from(QUEUES), limit=st.integers(1, 3))
+    def redrive(self, queue: str, limit: int) -> None:
+        res, err = self.apply(r.Redrive(self.now, queue, limit))
+        assert (res, err) == (self.model.redrive(queue, limit), None)
+        event(f"redrive: {'moved' if res else 'none'}")
+
+    @rule(queue=st.sampled_from(QUEUES), state=st.sampled_from(["dead", "completed", "cancelled"]),
+          limit=st.integers(1, 3))
+    def purge(self, queue: str, state: str, limit: int) -> None:
+        for _ in range(1000):  # as the service does: until nothing more to do
+            res, err = self.apply(r.Purge(self.now, queue, STATES.index(state), limit))
+            assert (res, err) == (self.model.purge(queue, state, limit), None)
+            event(f"purge {state}: {'deleted' if res[0] else 'none'}")
+            if not res[1]:
+                break
+
+    @rule(queue=st.sampled_from(QUEUES), paused=st.booleans())
+    def set_paused(self, queue: str, paused: bool) -> None:
+        res, err = self.apply(r.SetPaused(self.now, queue, paused))
+        assert err is None, err
+        self.model.set_paused(queue, paused)
+
+    @rule(dt=st.sampled_from([0.25, 1.0, 2.5, 4.0, 6.0, 12.0, 20.0, 45.0]),
+          tick=st.sampled_from([True, True, True, False]),
+          limit=st.integers(1, 4))
+    def advance(self, dt: float, tick: bool, limit: int) -> None:
+        """Time passes; usually the timer acts on it (in chunks of `limit` due entries)."""
+        self.model.now += dt
+        if tick:
+            self.tick(limit)
+
+    @rule(limit=st.integers(1, 4))
+    def tick(self, limit: int) -> None:
+        for _ in range(10_000):
+            taken, err = self.apply(r.Tick(self.now, limit))
+            assert err is None, err
+            if taken < limit:
+                break
+        before = {j.id: j.state for j in self.model.jobs.values()}
+        self.model.tick(lambda jid: self.record(jid).run_at)
+        for jid, was in before.items():
+            now = self.model.jobs[jid].state if jid in self.model.jobs else "deleted"
+            if now != was:
+                event(f"tick: {was} -> {now}")
+
+    @rule()
+    def reopen(self) -> None:
+        """Close the store and open it again: nothing changes, caches included."""
+        before, meta, qstats = dump(self.store), self.writer.meta, dict(self.writer.qstats)
+        self.store.close()
+        self.store, self.writer = open_store(self.dir / "data")
+        self.core = self.writer.core
+        assert dump(self.store) == before
+        assert self.writer.meta == meta
+        assert self.writer.qstats == qstats
+
+    @rule()
+    def replay_log(self) -> None:
+        """Applying the logged ops to an empty store gives byte-identical databases."""
+        with self.store.read() as t:
+            entries = t.log_entries(0, 1 << 30)
+        assert [seq for seq, _ in entries] == list(range(1, len(entries) + 1)), "log has gaps"
+        path = Path(tempfile.mkdtemp(prefix="tqd-replay-", dir=self.dir))
+        store, writer = open_store(path)
+        try:
+            for _, raw in entries:
+                op = r.op_decoder.decode(raw)
+                try:
+                    writer.apply_now(op)
+                except TqdError as e:
+                    raise AssertionError(f"logged op failed on replay: {op!r}: {e}") from None
+            assert dump(store) == dump(self.store)
+        finally:
+            store.close()
+            shutil.rmtree(path, ignore_errors=True)
+
+    # ---- invariants ----------------------------------------------------------------
+
+    @invariant()
+    def check_everything(self) -> None:
+        m = self.model
+        for note in m.notes:
+            event(note)
+        m.notes.clear()
+        d = dump(self.store)
+        with self.store.read() as t:
+            stored_ids = {bytes(k).decode() for k, _ in d["state"]}
+            assert stored_ids == set(m.jobs), "jobs in the store vs the model"
+            assert {bytes(k).decode() for k, _ in d["spec"]} == stored_ids
+            for j in m.jobs.values():
+                self.check_job(self.core.get(t, j.id), j)
+            for q in QUEUES:
+                qs = t.get_qstat(q) or r.QStat()
+                c = m.counts(q)
+                got = dict(queued=qs.queued, by_prio=qs.by_prio, scheduled=qs.scheduled,
+                           active=qs.active, dead=qs.dead, completed=qs.completed,
+                           cancelled=qs.cancelled, paused=qs.paused, enqueued_total=qs.enqueued_total,
+                           completed_total=qs.completed_total, failed_total=qs.failed_total)
+                assert got == c, f"queue {q} stats"
+                oldest = [j.ready_ms for j in m.jobs.values() if j.queue == q and j.state == "queued"]
+                assert t.oldest_ready_ms(q) == (min(oldest) if oldest else None)
+            committed = dict(t.all_qstats())
+        assert self.writer.qstats == committed, "writer's cached counters differ from the store"
+        stored_meta = msgspec.msgpack.decode(d["meta"][0][1], type=r.Meta) if d["meta"] else r.Meta()
+        assert self.writer.meta == stored_meta, "writer's cached meta differs from the store"
+        self.check_indexes(d)
+
+    def check_job(self, rec: Any, j: MJob) -> None:
+        want = dict(id=j.id, queue=j.queue, type=j.type, payload=j.payload, priority=j.priority,
+                    state=j.state, attempt=j.attempt, max_attempts=j.max_attempts, timeout=j.timeout,
+                    key=j.key, created_at=j.created_at, run_at=j.run_at, started_at=j.started_at,
+                    finished_at=j.finished_at, lease_expires_at=j.lease_expires_at, worker=j.worker,
+                    result=j.result, progress=j.progress,
+                    errors=[(e[0], e[1], e[2], e[3]) for e in j.errors])
+        got = dict(id=rec.id, queue=rec.queue, type=rec.type, payload=bytes(rec.payload),
+                   priority=rec.priority, state=rec.state, attempt=rec.attempt,
+                   max_attempts=rec.max_attempts, timeout=rec.timeout, key=rec.key,
+                   created_at=rec.created_at, run_at=rec.run_at, started_at=rec.started_at,
+                   finished_at=rec.finished_at, lease_expires_at=rec.lease_expires_at,
+                   worker=rec.worker, result=None if rec.result is None else bytes(rec.result),
+                   progress=None if rec.progress is None else bytes(rec.progress),
+                   errors=[(e.attempt, e.at, e.error, e.details) for e in rec.errors])
+        assert got == want, f"job {j.id}"
+
+    def check_indexes(self, d: dict[str, list[tuple[bytes, bytes]]]) -> None:
+        """Each job is in exactly the indexes its state calls for, and nowhere else."""
+        m = self.model
+        # ready: one entry per queued job, in lease order, with the right priority
+        ready: dict[str, list[str]] = {}
+        for k, v in d["ready"]:
+            q, rest = _split_q(k)
+            jid = v[8:].decode()
+            assert rest[0] == 9 - m.jobs[jid].priority, f"{jid} under the wrong priority"
+            assert _U64.unpack(v[:8])[0] == m.jobs[jid].ready_ms
+            ready.setdefault(q, []).append(jid)
+        for q in QUEUES:
+            assert ready.pop(q, []) == m.ready_order(q), f"ready index of {q}"
+        assert not ready, f"ready entries for unknown queues {ready}"
+        # due: scheduled -> when it runs; active -> at or before its lease expiry;
+        # completed/cancelled -> when retention ends; queued and dead -> none
+        due: dict[str, tuple[int, int]] = {}
+        for k, _ in d["due"]:
+            at_ms, kind = struct.unpack_from(">QB", k)
+            jid = k[9:].decode()
+            assert jid not in due, f"{jid} has two due entries"
+            due[jid] = (at_ms, kind)
+        for j in m.jobs.values():
+            got = due.pop(j.id, None)
+            if j.state == "scheduled":
+                assert got == (ms(j.run_at or 0), r.DUE_READY), (j.id, got)
+            elif j.state == "active":
+                assert got is not None and got[1] == r.DUE_LEASE, (j.id, got)
+                assert got[0] <= ms(j.lease_expires_at or 0), (j.id, got, j.lease_expires_at)
+            elif j.state in FINISHED:
+                assert got == (ms((j.finished_at or 0) + SETTINGS.retention_s), r.DUE_PURGE), (j.id, got)
+            else:
+                assert got is None, (j.id, j.state, got)
+        assert not due, f"due entries of jobs that do not exist: {due}"
+        # listing (every job once, enqueue order) and dead (dead jobs, enqueue order)
+        for which, pick in (("qidx", lambda j: True), ("dead", lambda j: j.state == "dead")):
+            per_q: dict[str, list[str]] = {}
+            for k, v in d[which]:
+                q, _ = _split_q(k)
+                per_q.setdefault(q, []).append(v.decode())
+            for q in QUEUES:
+                want = [j.id for j in m.jobs.values() if j.queue == q and pick(j)]
+                assert per_q.pop(q, []) == want, f"{which} index of {q}"
+            assert not per_q, f"{which} entries for unknown queues"
+        # idempotency keys
+        keys = {}
+        for k, v in d["keys"]:
+            q, key = _split_q(k)
+            keys[(q, key.decode())] = v.decode()
+        assert keys == m.keys, "idempotency keys"
+        # extras exist only for jobs that exist
+        for k, _ in d["extra"]:
+            assert k.partition(b"\x00")[0].decode() in m.jobs, f"extra entry {k!r} of a deleted job"
+
+
+CoreMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=60, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+# a failure shrinks for a while (each example is a few hundred LMDB commits): give it room
+TestCoreModel = pytest.mark.timeout(600)(CoreMachine.TestCase)
