@@ -346,11 +346,19 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
+async def _close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+    """While draining, end keep-alive connections after each answer so clients reconnect
+    (to another node, or to this one when it is back) instead of queueing behind shutdown."""
+    if request.app[SERVICE].draining:
+        response.force_close()
+
+
 def make_app(service: QueueService) -> web.Application:
     s = service.s
     app = web.Application(middlewares=[errors_middleware],
                           client_max_size=s.max_bulk_bytes + s.max_payload_bytes + _FIELD_ROOM)
     app[SERVICE] = service
+    app.on_response_prepare.append(_close_when_draining)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app
