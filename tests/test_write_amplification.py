@@ -82,3 +82,13 @@ def test_log_is_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
     assert [seq for seq, _ in entries] == list(range(m.log_first, m.log_seq + 1))
     assert sum(len(v) for _, v in entries) == m.log_bytes
     store.close()
+
+
+def test_generated_ids_skip_a_client_id_that_looks_like_one(writer: Writer) -> None:
+    first = writer.apply_now(r.Enqueue(1000.0, "q", [new()]))[0].id  # type: ignore[index]
+    # a client takes the id the server would generate next (same millisecond, counter + 1)
+    clash = first[:12] + format(int(first[12:], 16) + 1, "06x")
+    job = r.NewJob(clash, None, b"1", 5, None, 3, 30.0, None)
+    assert writer.apply_now(r.Enqueue(1000.0, "q", [job]))[0].created  # type: ignore[index]
+    nxt = writer.apply_now(r.Enqueue(1000.0, "q", [new()]))[0]  # type: ignore[index]
+    assert nxt.created and nxt.id not in (first, clash) and nxt.id > clash

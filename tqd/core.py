@@ -8,6 +8,7 @@ neither HTTP nor LMDB: it speaks to the transaction's typed methods.
 
 from __future__ import annotations
 
+import re
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 _errors_enc = msgspec.msgpack.Encoder()
 _errors_dec = msgspec.msgpack.Decoder(list[ErrorEntry])
+
+
+_HEX18 = re.compile(r"[0-9a-f]{18}")
 
 
 def ms(t: float) -> int:
@@ -78,7 +82,9 @@ class Core:
         else:
             m.id_ms, m.id_n = t, 0
         jid = f"{m.id_ms:012x}{m.id_n:06x}"
-        return jid if tx.get_state(jid) is None else self._new_id(tx, now)
+        if m.hexlike_ids and tx.get_state(jid) is not None:
+            return self._new_id(tx, now)
+        return jid
 
     def _existing(self, tx: Tx, jid: str | None, now: float) -> EnqueueResult | None:
         if jid is None:
@@ -103,6 +109,8 @@ class Core:
                 if found is not None:
                     out.append(found)
                     continue
+            if nj.id is not None and len(nj.id) == 18 and _HEX18.fullmatch(nj.id):
+                tx.meta.hexlike_ids = True
             jid = nj.id if nj.id is not None else self._new_id(tx, now)
             qseq = tx.next_seq()
             tx.put_spec(jid, r.JobSpec(op.queue, nj.type, nj.payload, nj.priority, nj.max_attempts,

@@ -80,6 +80,7 @@ class Meta(Struct, array_like=True):
     id_ms: int = 0  # last generated id: time part
     id_n: int = 0  # last generated id: counter part
     log_bytes: int = 0  # size of the log entries kept
+    hexlike_ids: bool = False  # a client id looked like a generated one: check for clashes
 
 
 # ---- ops (mutations; also the replication log records) ------------------------
@@ -179,4 +180,4 @@ class Tick(Struct, tag="tick", array_like=True):
 Op = Enqueue | Lease | Ack | Fail | Heartbeat | Cancel | Retry | Redrive | Purge | SetPaused | Tick
 
 op_encoder = msgspec.msgpack.Encoder()
-op_decoder = msgspec.msgpack.Decoder(Op)  # type: ignore[var-annotated]
+op_decoder: msgspec.msgpack.Decoder[Op] = msgspec.msgpack.Decoder(Op)

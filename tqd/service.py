@@ -158,7 +158,7 @@ class QueueService:
             return jobs
         parked = self.writer.park(queues, max_jobs, worker, timeout)
         try:
-            return await asyncio.wait_for(asyncio.shield(parked.fut), wait)  # type: ignore[no-any-return]
+            return await asyncio.wait_for(asyncio.shield(parked.fut), wait)
         except TimeoutError:
             if self.writer.unpark(parked):
                 return []
@@ -202,6 +202,8 @@ class QueueService:
         code = STATES.index(state)
         total = 0
         while True:
+            n: int
+            more: bool
             n, more = await self._submit(r.Purge(self.clock.now(), queue, code, PURGE_CHUNK))
             total += n
             if not more:

@@ -222,10 +222,12 @@ class Tx(ReadTx):
 
     # jobs
     def put_spec(self, jid: str, spec: JobSpec) -> None:
-        self._put(jid.encode(), _enc.encode(spec), self._spec)
+        self.txn.put(jid.encode(), _enc.encode(spec), db=self._spec)
+        self.puts += 1
 
     def put_state(self, jid: str, st: JobState) -> None:
-        self._put(jid.encode(), _enc.encode(st), self._state)
+        self.txn.put(jid.encode(), _enc.encode(st), db=self._state)
+        self.puts += 1
 
     def put_extra(self, jid: str, kind: bytes, value: bytes) -> None:
         self._put(jid.encode() + b"\x00" + kind, value, self._extra)
@@ -273,7 +275,8 @@ class Tx(ReadTx):
 
     # due index
     def due_put(self, ms: int, kind: int, jid: str) -> None:
-        self._put(_DUE.pack(ms, kind) + jid.encode(), b"", self._due)
+        self.txn.put(_DUE.pack(ms, kind) + jid.encode(), b"", db=self._due)
+        self.puts += 1
         if self.min_due_ms is None or ms < self.min_due_ms:
             self.min_due_ms = ms
 
