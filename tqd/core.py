@@ -101,8 +101,9 @@ class Core:
         qs = tx.qstat(op.queue)
         now = op.now
         for nj in op.jobs:
-            if nj.id is not None and tx.get_state(nj.id) is not None:
-                out.append(EnqueueResult(nj.id, STATES[tx.get_state(nj.id).state], False))  # type: ignore[union-attr]
+            have = tx.get_state(nj.id) if nj.id is not None else None
+            if have is not None:
+                out.append(EnqueueResult(nj.id, STATES[have.state], False))  # type: ignore[arg-type]
                 continue
             if nj.key is not None:
                 found = self._existing(tx, tx.key_get(op.queue, nj.key), now)

@@ -13,7 +13,6 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +262,3 @@ class QueueService:
                     continue
                 jobs.append(self.core.record(t, jid, spec, st))
         return JobPage(jobs, format(last, "x") if more else None)
-
-    def replication_log(self, after: int, limit: int) -> Sequence[tuple[int, bytes]]:
-        with self.store.read() as t:
-            return t.log_entries(after, limit)

@@ -150,11 +150,6 @@ class Writer:
             if self.unpark(p) and not p.fut.done():
                 p.fut.set_result([])
 
-    def parked_count(self) -> int:
-        with self._plock:
-            return len({id(p) for dq in self._parked.values() for p in dq
-                        if not (p.cancelled or p.claimed)})
-
     def apply_now(self, op: r.Op) -> Any:
         """Apply one op synchronously (no thread): for tests and tools, not the server."""
         results, _, _ = self._apply_batch([(op, None)])
