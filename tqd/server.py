@@ -27,6 +27,34 @@ from .service import QueueService
 
 log = logging.getLogger("tqd.http")
 SERVICE = web.AppKey("service", QueueService)
+
+
+class InFlight:
+    """Requests being handled, so shutdown can wait for exactly those."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.n += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.n -= 1
+        if self.n == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
 NDJSON = "application/x-ndjson"
 _JSONISH = {"", "text/plain", "application/x-www-form-urlencoded"}
 _FIELD_ROOM = 64 * 1024  # a single-job body may exceed the payload limit by this much (other fields)
@@ -297,6 +325,8 @@ _HTTP_CODES = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    in_flight = request.app[IN_FLIGHT]
+    in_flight.enter()
     try:
         return await handler(request)
     except TqdError as e:
@@ -322,6 +352,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("bug: unhandled error in %s %s", request.method, request.path)
         return error_reply(Internal("internal error (a bug); see the server log"))
+    finally:
+        in_flight.leave()
 
 
 ROUTES: list[tuple[str, str, Handler]] = [
@@ -358,6 +390,7 @@ def make_app(service: QueueService) -> web.Application:
     app = web.Application(middlewares=[errors_middleware],
                           client_max_size=s.max_bulk_bytes + s.max_payload_bytes + _FIELD_ROOM)
     app[SERVICE] = service
+    app[IN_FLIGHT] = InFlight()
     app.on_response_prepare.append(_close_when_draining)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
