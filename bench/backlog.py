@@ -3,7 +3,9 @@
 One server: fill a small queue and drain it (the "empty-ish" rate); then fill
 ``--backlog`` jobs (default 1,000,000; the full run is ``--backlog 10000000``)
 and drain for the same time from the front of that backlog. Server RSS
-(VmRSS from /proc/PID/status) is read before and after each phase.
+(VmRSS from /proc/PID/status, server and writer process summed) is read before and
+after each phase, and split: RssAnon (the processes' own memory: must stay flat) and
+RssFile (pages of the LMDB map, i.e. the kernel's page cache: grows with the data).
 Standalone: python bench/backlog.py [--quick] [--backlog N]
 """
 
@@ -22,6 +24,7 @@ def run(target: Any, opts: Any) -> list[dict[str, Any]]:
     with target.running() as srv:
         spec = spec_for(target.kind, srv)
         rss0 = srv.rss_mib()
+        anon0 = srv.rss_mib("RssAnon")
         f1 = fill(spec, opts.backlog_small, opts.fill_timeout_s)
         rss1 = srv.rss_mib()
         small, _ = drain(spec, srv, WORKERS, opts.duration_s)
@@ -34,10 +37,13 @@ def run(target: Any, opts: Any) -> list[dict[str, Any]]:
         rss3 = srv.rss_mib()
         big, _ = drain(spec, srv, WORKERS, opts.duration_s)
         rss4 = srv.rss_mib()
+        anon, file = srv.rss_mib("RssAnon"), srv.rss_mib("RssFile")
         out.append({"scenario": SCENARIO, "target": target.name, "phase": "backlog",
                     "queued_at_start": f2["jobs"], "fill_jobs_per_s": f2["jobs_per_s"],
                     "rss_idle_mib": rss0, "rss_before_mib": rss3, "rss_after_mib": rss4,
                     "rss_bytes_per_backlog_job": (rss3 - rss2) * 1024 * 1024 / max(1, f2["jobs"]),
+                    "rss_anon_idle_mib": anon0, "rss_anon_after_mib": anon,
+                    "rss_file_after_mib": file,
                     "workers": WORKERS, **big})
         out[-1]["rate_vs_empty"] = out[-1]["jobs_per_s"] / max(out[0]["jobs_per_s"], 1e-9)
         disk = sum(p.stat().st_size for p in (srv.workdir / "data").rglob("*") if p.is_file())

@@ -50,12 +50,32 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+def proc_rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """``field`` of /proc/PID/status in MiB: VmRSS (all), RssAnon (heap: what the process
+    itself holds) or RssFile (mapped files: for tqd the LMDB map, the kernel's page cache)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
     return 0.0
+
+
+def proc_tree(pid: int) -> list[int]:
+    """pid and its descendants (tqd's writer process is a child of the server)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def free_port() -> int:
@@ -125,10 +145,18 @@ class Server:
             raise
 
     def cpu_s(self) -> float:
-        return proc_cpu_s(self.pid)
+        """CPU seconds of the server and its child processes (those alive now)."""
+        total = 0.0
+        for p in proc_tree(self.pid):
+            try:
+                total += proc_cpu_s(p)
+            except FileNotFoundError:
+                pass
+        return total
 
-    def rss_mib(self) -> float:
-        return proc_rss_mib(self.pid)
+    def rss_mib(self, field: str = "VmRSS") -> float:
+        """Summed over the server and its child processes; see proc_rss_mib for ``field``."""
+        return sum(proc_rss_mib(p, field) for p in proc_tree(self.pid))
 
     def stop(self, timeout_s: float = 15.0) -> None:
         if self.proc.poll() is None:

@@ -50,6 +50,10 @@ class Settings:
     )
     max_batch_ops: int = field(default=2000, metadata={"help": "ops in one group commit"})
     drain_timeout_s: float = field(default=10.0, metadata={"help": "grace period on SIGTERM"})
+    writer: str = field(
+        default="process",
+        metadata={"help": "where the LMDB writer runs: process (its own core) or thread"},
+    )
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -74,6 +78,8 @@ def _problems(s: Settings) -> list[str]:
                  "max_errors_kept", "log_keep_entries", "log_keep_bytes", "max_batch_ops"):
         if getattr(s, name) < 1:
             out.append(f"{name} must be >= 1")
+    if s.writer not in ("process", "thread"):
+        out.append(f"writer must be process or thread, got {s.writer!r}")
     if s.map_size_bytes < 64 * 1024:
         out.append("map_size_bytes must be >= 65536")
     return out

@@ -15,14 +15,16 @@ from aiohttp import web
 
 from .config import Settings
 from .server import IN_FLIGHT, make_app
-from .service import QueueService
+from .service import QueueService, spawn_writer
+from .writer_proc import WriterHandle
 
 log = logging.getLogger("tqd")
 _CLOSE_WAIT_S = 0.5
 
 
-async def serve(settings: Settings) -> None:
-    service = QueueService(settings)
+async def serve(settings: Settings, lock_fd: int | None = None,
+                writer: WriterHandle | None = None) -> None:
+    service = QueueService(settings, lock_fd=lock_fd, writer=writer)
     await service.start()
     app = make_app(service)
     runner = web.AppRunner(app, handle_signals=False, access_log=None,
@@ -53,10 +55,15 @@ async def serve(settings: Settings) -> None:
         log.warning("drain timeout: %d requests still running", app[IN_FLIGHT].n)
     await runner.cleanup()
     await service.stop()
+    if service.writer_lost:
+        raise SystemExit("tqd: the writer process exited unexpectedly; stopped")
     log.info("tqd stopped")
 
 
 def run(settings: Settings) -> None:
     import uvloop
 
-    uvloop.run(serve(settings))
+    lock_fd, writer = None, None
+    if settings.writer == "process":  # fork before the event loop or any thread exists
+        lock_fd, writer = spawn_writer(settings)
+    uvloop.run(serve(settings, lock_fd, writer))

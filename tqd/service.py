@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ from .core import AckOutcome, Core, ms
 from .errors import InvalidRequest, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueueStats
 from .store import Store
-from .writer import Commit, Writer
+from .writer import Commit, Writer, WriterApi
+from .writer_proc import RemoteWriter, WriterHandle, spawn
 
 log = logging.getLogger("tqd.service")
+
 TICK_LIMIT = 1000
 PURGE_CHUNK = 5000
 
@@ -34,14 +37,37 @@ class DataDirLocked(Exception):
     pass
 
 
-def lock_data_dir(path: Path) -> int:
+def _alive(pid: str) -> bool:
+    """Whether a process runs with this pid (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def lock_data_dir(path: Path, wait_s: float = 10.0) -> int:
     """Hold an exclusive lock on the data dir for the life of the process."""
     path.mkdir(parents=True, exist_ok=True)
     fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            # the tqd that wrote its pid is gone but the lock is held: its writer process is
+            # finishing its last commit and lets go within moments
+            if not _alive(holder) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
         os.close(fd)
         raise DataDirLocked(
             f"data dir {path} is in use by another tqd (pid {holder}); "
@@ -50,6 +76,26 @@ def lock_data_dir(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def make_writer(settings: Settings, store: Store, core: Core,
+                on_commit: Callable[[Commit], None] = lambda c: None,
+                clock: Clock | None = None) -> Writer:
+    return Writer(store, core, max_batch_ops=settings.max_batch_ops,
+                  log_keep_entries=settings.log_keep_entries,
+                  log_keep_bytes=min(settings.log_keep_bytes, settings.map_size_bytes // 16),
+                  on_commit=on_commit, clock=clock)
+
+
+def spawn_writer(settings: Settings) -> tuple[int, WriterHandle]:
+    """Lock the data dir, then fork the writer process (call before any event loop starts).
+    Returns the lock fd and the handle to pass to QueueService."""
+    fd = lock_data_dir(settings.data_dir)
+    try:
+        return fd, spawn(settings, lambda store, core: make_writer(settings, store, core))
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class LoopState:
@@ -63,16 +109,23 @@ class LoopState:
 
 
 class QueueService:
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None, *,
+                 lock_fd: int | None = None, writer: WriterHandle | None = None) -> None:
+        """``writer``: a writer process forked by ``spawn_writer`` (which took the data-dir
+        lock, passed as ``lock_fd``); without one the writer is a thread of this process."""
         self.s = settings
         self.clock = clock or SystemClock()
-        self._lock_fd = lock_data_dir(settings.data_dir)
-        self.store = Store(settings.data_dir, settings.map_size_bytes)
+        self._lock_fd = lock_data_dir(settings.data_dir) if lock_fd is None else lock_fd
+        self.store = Store(settings.data_dir, settings.map_size_bytes, readonly=writer is not None)
         self.core = Core(settings)
-        self.writer = Writer(self.store, self.core, max_batch_ops=settings.max_batch_ops,
-                             log_keep_entries=settings.log_keep_entries,
-                             log_keep_bytes=min(settings.log_keep_bytes, settings.map_size_bytes // 16),
-                             on_commit=self._on_commit, clock=self.clock)
+        self._thread: Writer | None = None
+        self._remote: RemoteWriter | None = None
+        self.writer: WriterApi
+        if writer is None:
+            self.writer = self._thread = make_writer(settings, self.store, self.core,
+                                                     self._on_commit, self.clock)
+        else:
+            self.writer = self._remote = RemoteWriter(writer, self._on_commit)
         self.draining = False
         self.timer = LoopState("timers")
         self._next_due_ms: int | None = None
@@ -82,11 +135,21 @@ class QueueService:
     # ---- life cycle ----------------------------------------------------------
 
     async def start(self) -> None:
-        self.writer.start(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        if self._remote is not None:
+            await self._remote.start(loop)
+        else:
+            assert self._thread is not None
+            self._thread.start(loop)
         with self.store.read() as t:
             self._next_due_ms = t.first_due_ms()
         self._timer_wake = asyncio.Event()
         self._timer_task = asyncio.create_task(self._timer_loop(), name="tqd-timers")
+
+    @property
+    def writer_lost(self) -> bool:
+        """The writer process died on its own (the server then stops, exit status 1)."""
+        return self._remote is not None and self._remote.lost
 
     def begin_drain(self) -> None:
         """Stop leasing: answer every long-poll now, lease nothing new."""

@@ -54,10 +54,12 @@ def _qp(queue: str) -> bytes:
 class Store:
     """The LMDB environment. Writes only through ``write()`` from the writer thread."""
 
-    def __init__(self, path: Path, map_size: int) -> None:
+    def __init__(self, path: Path, map_size: int, readonly: bool = False) -> None:
+        """``readonly``: this process only reads; another one (the writer process) writes."""
         path.mkdir(parents=True, exist_ok=True)
         self.env = lmdb.open(
             str(path / "lmdb"),
+            readonly=readonly,
             map_size=map_size,
             max_dbs=len(_DBS),
             subdir=True,

@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import lmdb
 
@@ -43,7 +43,7 @@ from .store import Store, Tx
 
 log = logging.getLogger("tqd.writer")
 _STOP = object()
-_PARKED = object()  # result placeholder: this lease waits in the writer
+PARKED = object()  # result placeholder: this lease waits in the writer
 
 
 class Commit:
@@ -77,6 +77,25 @@ class Parked:
         self.claimed = False  # the writer is serving it: a result will come
         self.cancelled = False  # the requester gave up: never serve it
         self.cancel_requested = False  # gave up while claimed: answer [] rather than park
+
+
+class Waiting(Protocol):
+    fut: asyncio.Future[Any]
+
+
+class WriterApi(Protocol):
+    """What the service calls: Writer (a thread) or writer_proc.RemoteWriter (a process)."""
+
+    def submit(self, op: r.Op) -> asyncio.Future[Any]: ...
+
+    def park(self, queues: list[str], max_jobs: int, worker: str | None,
+             timeout: float | None) -> Waiting: ...
+
+    def unpark(self, p: Any) -> bool: ...
+
+    def unpark_all(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Writer:
@@ -142,17 +161,21 @@ class Writer:
 
     def unpark_all(self) -> None:
         """Answer every parked lease with no jobs (shutdown)."""
+        for p in self.stop_parking():
+            if not p.fut.done():
+                p.fut.set_result([])
+
+    def stop_parking(self) -> list[Parked]:
+        """Park no more; give up every parked lease and return them (each to answer [])."""
         with self._plock:
             self._parking = False
             waiting = [p for dq in self._parked.values() for p in dq]
             self._parked.clear()
-        for p in waiting:
-            if self.unpark(p) and not p.fut.done():
-                p.fut.set_result([])
+        return [p for p in waiting if self.unpark(p)]
 
     def apply_now(self, op: r.Op) -> Any:
         """Apply one op synchronously (no thread): for tests and tools, not the server."""
-        results, _, _ = self._apply_batch([(op, None)])
+        results, _, _ = self.apply_batch([(op, None)])
         res = results[0]
         if isinstance(res, BaseException):
             raise res
@@ -177,7 +200,7 @@ class Writer:
                     break
                 batch.append(nxt)
             try:
-                results, served, commit = self._apply_batch(batch)
+                results, served, commit = self.apply_batch(batch)
             except BaseException as e:  # noqa: BLE001 - a writer must never die silently
                 log.exception("writer batch failed")
                 results, served, commit = [Internal(str(e))] * len(batch), [], Commit()
@@ -191,7 +214,7 @@ class Writer:
 
     def _deliver(self, futs: list[asyncio.Future[Any]], results: list[Any], commit: Commit) -> None:
         for fut, res in zip(futs, results, strict=True):
-            if res is _PARKED or fut.done():
+            if res is PARKED or fut.done():
                 continue
             if isinstance(res, BaseException):
                 fut.set_exception(res)
@@ -202,7 +225,10 @@ class Writer:
     Batch = list[tuple[Any, Any]]
     Served = list[tuple[asyncio.Future[Any], Any]]
 
-    def _apply_batch(self, batch: Batch) -> tuple[list[Any], Served, Commit]:
+    def apply_batch(self, batch: Batch) -> tuple[list[Any], Served, Commit]:
+        """Apply a batch in one transaction: (results, parked leases served, commit info).
+        A result of PARKED means that lease now waits here (it comes back in a later
+        batch's served list)."""
         try:
             return self._apply(batch)
         except (lmdb.MapFullError, lmdb.DiskError) as e:
@@ -277,7 +303,7 @@ class Writer:
                 if len(dq) > 64 and len(dq) % 64 == 0:  # drop the given-up, now and then
                     self._parked[q] = dq = deque(x for x in dq if not (x.cancelled or x.claimed))
                 dq.append(p)
-        return _PARKED
+        return PARKED
 
     def _serve_parked(self, tx: Tx, served: Served, claimed: list[tuple[str, Parked]]) -> None:
         for q in tx.ready_queues:

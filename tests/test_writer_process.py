@@ -1,0 +1,120 @@
+"""The writer process (default) and the writer thread (--writer thread) from the outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from conftest import ServerProcess
+from test_smoke import call
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(cond: object, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def enqueue(url: str, n: int) -> str:
+    st, body = call(f"{url}/v1/queues/q/jobs", "POST", json.dumps({"payload": {"n": n}}).encode())
+    assert st == 201, body
+    return str(json.loads(body)["id"])
+
+
+def test_sigkill_takes_the_writer_process_along(server_factory: type[ServerProcess],
+                                                tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "data").start()
+    assert s.proc is not None
+    (writer,) = children(s.proc.pid)
+    jid = enqueue(s.url, 1)
+    s.kill()
+    assert wait_until(lambda: not running(writer)), "writer process outlived its server"
+    s2 = server_factory(tmp_path / "data").start()  # the data dir is free again
+    st, body = call(f"{s2.url}/v1/jobs/{jid}")
+    assert st == 200 and json.loads(body)["state"] == "queued"
+    assert s2.stop() == 0
+
+
+def test_restart_right_after_sigkill_waits_for_the_old_writer(
+        server_factory: type[ServerProcess], tmp_path: Path) -> None:
+    """No sleep between kill and start: the old writer may still hold the lock for a moment."""
+    ids = []
+    for i in range(5):
+        s = server_factory(tmp_path / "data").start()
+        ids.append(enqueue(s.url, i))
+        s.kill()
+    s = server_factory(tmp_path / "data").start()
+    for jid in ids:
+        st, _ = call(f"{s.url}/v1/jobs/{jid}")
+        assert st == 200
+    assert s.stop() == 0
+
+
+def test_server_stops_when_its_writer_process_dies(server_factory: type[ServerProcess],
+                                                   tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "data").start()
+    assert s.proc is not None
+    enqueue(s.url, 1)
+    (writer,) = children(s.proc.pid)
+    os.kill(writer, signal.SIGKILL)
+    rc = s.stop(sig=0, timeout=20)  # signal 0: no signal, just wait for it to exit
+    assert rc == 1
+    assert b"writer process exited" in s.log
+
+
+def test_thread_writer_serves_long_polls_and_writes(server_factory: type[ServerProcess],
+                                                    tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "data", "--writer", "thread").start()
+    assert s.proc is not None
+    assert children(s.proc.pid) == []
+    got: dict[str, object] = {}
+
+    def poll() -> None:
+        got["res"] = call(f"{s.url}/v1/lease", "POST", b'{"queues": ["q"], "wait": 10}')
+
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.3)  # let the long-poll park (if it has not, it leases the job directly)
+    jid = enqueue(s.url, 7)
+    t.join(15)
+    st, body = got["res"]  # type: ignore[misc]
+    assert st == 200
+    job = json.loads(body.splitlines()[0])
+    assert job["id"] == jid
+    st, _ = call(f"{s.url}/v1/jobs/{jid}/ack", "POST", json.dumps({"lease": job["lease"]}).encode())
+    assert st == 200
+    assert s.stop() == 0
+    assert b"Traceback" not in s.log
+
+
+def test_bad_writer_setting_is_refused(server_factory: type[ServerProcess], tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "data", "--writer", "fork")
+    try:
+        s.start(timeout=10)
+        raise AssertionError("started with --writer fork")
+    except RuntimeError as e:
+        assert "writer must be process or thread" in str(e)
+    assert s.stop() == 2
