@@ -395,6 +395,44 @@ class CoreMachine(RuleBasedStateMachine):
                    errors=[(e.attempt, e.at, e.error, e.details) for e in rec.errors])
         assert got == want, f"job {j.id}"
 
+    def check_due(self, d: dict[str, list[tuple[bytes, bytes]]]) -> None:
+        m = self.model
+        # due: scheduled -> when it runs; active -> at or before its lease expiry;
+        # completed/cancelled -> when retention ends; queued and dead -> none. A job's state
+        # claims its entry (due_ms, due_kind): a per-job entry, or a batch entry (kind has
+        # DUE_BATCH) listing it. Per-job entries are exact (one per claiming job, no other);
+        # batch entries may list jobs that left them (skipped when the entry fires).
+        claims = {k.decode(): (js.due_ms, js.due_kind)
+                  for k, v in d["state"] for js in [msgspec.msgpack.decode(v, type=r.JobState)]
+                  if js.due_ms}
+        single: dict[str, tuple[int, int]] = {}
+        batched: set[tuple[str, int, int]] = set()
+        for k, v in d["due"]:
+            at_ms, kind = struct.unpack_from(">QB", k)
+            if kind & r.DUE_BATCH:
+                batched.update((j.decode(), at_ms, kind) for j in v.split(b"\x00"))
+                continue
+            jid = k[9:].decode()
+            assert jid not in single, f"{jid} has two due entries"
+            assert claims.get(jid) == (at_ms, kind), f"per-job due entry not claimed: {jid}"
+            single[jid] = (at_ms, kind)
+        for jid, (at_ms, kind) in claims.items():
+            assert jid in m.jobs, f"state of a job that does not exist: {jid}"
+            if kind & r.DUE_BATCH:
+                assert (jid, at_ms, kind) in batched, f"{jid} claims a batch entry that is gone"
+        for j in m.jobs.values():
+            c = claims.get(j.id)
+            got = None if c is None else (c[0], c[1] & ~r.DUE_BATCH)
+            if j.state == "scheduled":
+                assert got == (ms(j.run_at or 0), r.DUE_READY), (j.id, got)
+            elif j.state == "active":
+                assert got is not None and got[1] == r.DUE_LEASE, (j.id, got)
+                assert got[0] <= ms(j.lease_expires_at or 0), (j.id, got, j.lease_expires_at)
+            elif j.state in FINISHED:
+                assert got == (ms((j.finished_at or 0) + SETTINGS.retention_s), r.DUE_PURGE), (j.id, got)
+            else:
+                assert got is None, (j.id, j.state, got)
+
     def check_indexes(self, d: dict[str, list[tuple[bytes, bytes]]]) -> None:
         """Each job is in exactly the indexes its state calls for, and nowhere else."""
         m = self.model
@@ -409,26 +447,7 @@ class CoreMachine(RuleBasedStateMachine):
         for q in QUEUES:
             assert ready.pop(q, []) == m.ready_order(q), f"ready index of {q}"
         assert not ready, f"ready entries for unknown queues {ready}"
-        # due: scheduled -> when it runs; active -> at or before its lease expiry;
-        # completed/cancelled -> when retention ends; queued and dead -> none
-        due: dict[str, tuple[int, int]] = {}
-        for k, _ in d["due"]:
-            at_ms, kind = struct.unpack_from(">QB", k)
-            jid = k[9:].decode()
-            assert jid not in due, f"{jid} has two due entries"
-            due[jid] = (at_ms, kind)
-        for j in m.jobs.values():
-            got = due.pop(j.id, None)
-            if j.state == "scheduled":
-                assert got == (ms(j.run_at or 0), r.DUE_READY), (j.id, got)
-            elif j.state == "active":
-                assert got is not None and got[1] == r.DUE_LEASE, (j.id, got)
-                assert got[0] <= ms(j.lease_expires_at or 0), (j.id, got, j.lease_expires_at)
-            elif j.state in FINISHED:
-                assert got == (ms((j.finished_at or 0) + SETTINGS.retention_s), r.DUE_PURGE), (j.id, got)
-            else:
-                assert got is None, (j.id, j.state, got)
-        assert not due, f"due entries of jobs that do not exist: {due}"
+        self.check_due(d)
         # listing (every job once, enqueue order) and dead (dead jobs, enqueue order)
         for which, pick in (("qidx", lambda j: True), ("dead", lambda j: j.state == "dead")):
             per_q: dict[str, list[str]] = {}

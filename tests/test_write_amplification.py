@@ -46,16 +46,31 @@ def test_writes_per_transition(writer: Writer) -> None:
     _, n = writes(writer, r.Enqueue(now, "q", [new("k")]))
     assert n == 5 + LOG  # + idempotency key
     leased, n = writes(writer, r.Lease(now, ["q"], 1, "w", None, 7))
-    assert n == 3 + LOG  # ready delete, state, lease due entry
+    assert n == 3 + LOG  # ready delete, state, lease due entry (of the op)
     job = leased[0]  # type: ignore[index]
     _, n = writes(writer, r.Heartbeat(now, job.id, job.lease, 60.0, None))
     assert n == 1 + LOG  # state only: the due entry moves lazily
     _, n = writes(writer, r.Ack(now, [r.AckItem(job.id, job.lease, None)], True))
-    assert n == 3 + LOG  # state, lease due delete, retention due entry
+    assert n == 2 + LOG  # state, retention due entry (of the op); the lease's entry stays
     leased, _ = writes(writer, r.Lease(now, ["q"], 1, "w", None, 7))
     job = leased[0]  # type: ignore[index]
     _, n = writes(writer, r.Fail(now, job.id, job.lease, "boom", None, True, 5.0, 1.0))
-    assert n == 4 + LOG  # state, lease due delete, errors, retry due entry
+    assert n == 3 + LOG  # state, errors, retry due entry (the batch lease entry stays)
+
+
+def test_batches_share_one_due_entry(writer: Writer) -> None:
+    """A lease or ack of N jobs writes one due entry for all of them, not N (nor N deletes)."""
+    now = 1000.0
+    writer.apply_now(r.Enqueue(now, "q", [new() for _ in range(100)]))
+    leased, n = writes(writer, r.Lease(now, ["q"], 100, "w", None, 7))
+    assert len(leased) == 100  # type: ignore[arg-type]
+    assert n == 2 * 100 + 1 + LOG  # per job: ready delete, state; one lease due entry
+    items = [r.AckItem(j.id, j.lease, None) for j in leased]  # type: ignore[attr-defined]
+    _, n = writes(writer, r.Ack(now + 1, items, False))
+    assert n == 100 + 1 + LOG  # per job: state; one retention due entry
+    # when the lease entry fires, its jobs have left: nothing happens to them
+    taken, n = writes(writer, r.Tick(now + 31, 1000))
+    assert taken == 100 and n == 1 + LOG  # the entry itself is removed
 
 
 def test_no_op_writes_nothing(writer: Writer) -> None:

@@ -146,9 +146,20 @@ class Core:
         tx.due_put(at_ms, kind, jid)
         st.due_ms, st.due_kind = at_ms, kind
 
+    def _claim_due(self, due: dict[int, list[str]], jid: str, st: r.JobState, at_ms: int,
+                   kind: int) -> None:
+        """Like _set_due, into a batch entry that _put_due writes once for the whole op."""
+        due.setdefault(at_ms, []).append(jid)
+        st.due_ms, st.due_kind = at_ms, kind | r.DUE_BATCH
+
+    def _put_due(self, tx: Tx, due: dict[int, list[str]], kind: int) -> None:
+        for at_ms, jids in due.items():
+            tx.due_put_batch(at_ms, kind, jids)
+
     def _clear_due(self, tx: Tx, jid: str, st: r.JobState) -> None:
         if st.due_ms:
-            tx.due_del(st.due_ms, st.due_kind, jid)
+            if not st.due_kind & r.DUE_BATCH:  # a batch entry stays; it skips this job later
+                tx.due_del(st.due_ms, st.due_kind, jid)
             st.due_ms = st.due_kind = 0
 
     def _leave(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState) -> None:
@@ -176,13 +187,19 @@ class Core:
                 self._clear_due(tx, jid, st)
                 qs.cancelled -= 1
 
-    def _finish(self, tx: Tx, qs: r.QStat, jid: str, st: r.JobState, state: int, now: float) -> None:
+    def _finish(self, tx: Tx, qs: r.QStat, jid: str, st: r.JobState, state: int, now: float,
+                due: dict[int, list[str]] | None = None) -> None:
+        """``due``: collect the retention entry into a batch (the caller writes it)."""
         st.state, st.finished_at = state, now
         if state == r.COMPLETED:
             qs.completed += 1
         else:
             qs.cancelled += 1
-        self._set_due(tx, jid, st, ms(now + self.s.retention_s), r.DUE_PURGE)
+        at = ms(now + self.s.retention_s)
+        if due is None:
+            self._set_due(tx, jid, st, at, r.DUE_PURGE)
+        else:
+            self._claim_due(due, jid, st, at, r.DUE_PURGE)
 
     def _to_dead(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
                  now: float) -> None:
@@ -220,6 +237,7 @@ class Core:
 
     def lease(self, tx: Tx, op: r.Lease) -> list[LeasedJob]:
         out: list[LeasedJob] = []
+        due: dict[int, list[str]] = {}  # expiry ms -> ids: one due entry per group
         for queue in op.queues:
             peek = tx.peek_qstat(queue)
             if peek is None or peek.paused or peek.queued == 0:
@@ -235,13 +253,14 @@ class Core:
                 st.attempt += 1
                 st.started_at, st.lease_expires_at, st.worker = op.now, expires, op.worker
                 st.token = f"{tx.next_seq():x}.{op.salt:08x}"
-                self._set_due(tx, jid, st, ms(expires), r.DUE_LEASE)
+                self._claim_due(due, jid, st, ms(expires), r.DUE_LEASE)
                 tx.put_state(jid, st)
                 rec = self.record(tx, jid, spec, st, cls=LeasedJob)
                 rec.lease = st.token
                 out.append(rec)
             if len(out) >= op.max:
                 break
+        self._put_due(tx, due, r.DUE_LEASE)
         return out
 
     def _held(self, tx: Tx, jid: str, lease: str, now: float) -> tuple[r.JobSpec, r.JobState]:
@@ -259,6 +278,7 @@ class Core:
 
     def ack(self, tx: Tx, op: r.Ack) -> list[AckOutcome]:
         out = []
+        due: dict[int, list[str]] = {}  # retention ends (ms) -> ids: one due entry per group
         for item in op.items:
             try:
                 spec, st = self._held(tx, item.id, item.lease, op.now)
@@ -272,10 +292,11 @@ class Core:
             if item.result is not None and item.result != b"null":
                 tx.put_extra(item.id, b"r", item.result)
                 st.extras |= r.HAS_RESULT
-            self._finish(tx, qs, item.id, st, r.COMPLETED, op.now)
+            self._finish(tx, qs, item.id, st, r.COMPLETED, op.now, due)
             qs.completed_total += 1
             tx.put_state(item.id, st)
             out.append(AckOutcome(item.id, None))
+        self._put_due(tx, due, r.DUE_PURGE)
         return out
 
     def fail(self, tx: Tx, op: r.Fail) -> r.JobState:
@@ -380,6 +401,7 @@ class Core:
             spec = tx.get_spec(jid)
             assert spec is not None
             qs = tx.qstat(spec.queue)
+            kind &= ~r.DUE_BATCH
             if kind == r.DUE_READY and st.state == r.SCHEDULED:
                 qs.scheduled -= 1
                 self._make_ready(tx, qs, spec.queue, spec.priority, jid, st, op.now)

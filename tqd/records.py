@@ -24,6 +24,10 @@ FINISHED = (COMPLETED, CANCELLED)
 
 # due-index kinds: what to do when the time comes
 DUE_READY, DUE_LEASE, DUE_PURGE = 1, 2, 3
+# kind flag: one entry for a batch (the jobs of one lease or ack op that fall due at the same
+# ms), its value the ids; a job whose state claims (ms, kind | DUE_BATCH) is in such an entry.
+# Leaving the batch early just clears the claim: the entry is skipped for it when it fires.
+DUE_BATCH = 0x80
 
 # JobState.extras bits: which optional entries exist
 HAS_RESULT, HAS_PROGRESS, HAS_ERRORS = 1, 2, 4

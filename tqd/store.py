@@ -34,7 +34,7 @@ from typing import Any
 import lmdb
 import msgspec
 
-from .records import JobSpec, JobState, Meta, QStat
+from .records import DUE_BATCH, JobSpec, JobState, Meta, QStat
 
 _U64 = struct.Struct(">Q")
 _DUE = struct.Struct(">QB")
@@ -285,7 +285,17 @@ class Tx(ReadTx):
     def due_del(self, ms: int, kind: int, jid: str) -> None:
         self._del(_DUE.pack(ms, kind) + jid.encode(), self._due)
 
+    def due_put_batch(self, ms: int, kind: int, jids: list[str]) -> None:
+        """One entry for many jobs due at the same ms (kind gets DUE_BATCH)."""
+        key = _DUE.pack(ms, kind | DUE_BATCH) + _U64.pack(self.next_seq())
+        self.txn.put(key, b"\x00".join(j.encode() for j in jids), db=self._due)
+        self.puts += 1
+        if self.min_due_ms is None or ms < self.min_due_ms:
+            self.min_due_ms = ms
+
     def due_take(self, now_ms: int, n: int) -> list[tuple[int, int, str]]:
+        """Remove the entries due by now_ms, oldest first, until about n jobs (a batch entry
+        is taken whole); return (ms, kind, id) per job."""
         out: list[tuple[int, int, str]] = []
         with self.txn.cursor(db=self._due) as c:
             if not c.first():
@@ -297,7 +307,10 @@ class Tx(ReadTx):
                 ms, kind = _DUE.unpack_from(k)
                 if ms > now_ms:
                     break
-                out.append((ms, kind, k[9:].decode()))
+                if kind & DUE_BATCH:
+                    out += [(ms, kind, j.decode()) for j in bytes(c.value()).split(b"\x00")]
+                else:
+                    out.append((ms, kind, k[9:].decode()))
                 c.delete()
                 self.dels += 1
         return out
