@@ -100,7 +100,30 @@ class Core:
         out: list[EnqueueResult] = []
         qs = tx.qstat(op.queue)
         now = op.now
+        now_ms = ms(now)
+        m = tx.meta
+        fresh: list[tuple[str, r.JobSpec, r.JobState, int]] = []  # plain jobs, written together
         for nj in op.jobs:
+            if nj.id is None and nj.key is None and (nj.run_at is None or nj.run_at <= now) \
+                    and not m.hexlike_ids:
+                # the common case, inlined: a generated id, ready now (same writes, same
+                # sequence numbers as the general path below)
+                if now_ms > m.id_ms:
+                    m.id_ms, m.id_n = now_ms, 0
+                else:
+                    m.id_n += 1
+                jid = f"{m.id_ms:012x}{m.id_n:06x}"
+                m.seq += 2
+                fresh.append((jid, r.JobSpec(op.queue, nj.type, nj.payload, nj.priority,
+                                             nj.max_attempts, nj.timeout, None, now, m.seq - 1),
+                              r.JobState(r.QUEUED, 0, m.seq, run_at=now), nj.priority))
+                qs.by_prio[nj.priority] += 1
+                qs.enqueued_total += 1
+                out.append(EnqueueResult(jid, "queued", True))
+                continue
+            if fresh:  # keep the order of writes: what follows may read them
+                tx.put_fresh(op.queue, now_ms, fresh)
+                fresh = []
             have = tx.get_state(nj.id) if nj.id is not None else None
             if have is not None:
                 out.append(EnqueueResult(nj.id, STATES[have.state], False))  # type: ignore[arg-type]
@@ -127,6 +150,8 @@ class Core:
             tx.put_state(jid, st)
             qs.enqueued_total += 1
             out.append(EnqueueResult(jid, STATES[st.state], True))
+        if fresh:
+            tx.put_fresh(op.queue, now_ms, fresh)
         return out
 
     # ---- placement helpers (callers write the state record) --------------------
@@ -440,14 +465,13 @@ class Core:
             raw = tx.get_extra(jid, b"p")
             progress = msgspec.Raw(raw) if raw else None
         errors = [ErrorEntryWire(e.attempt, e.at, e.error, e.details)
-                  for e in self._errors(tx, jid, st)]
+                  for e in self._errors(tx, jid, st)] if st.extras & r.HAS_ERRORS else []
+        # positional, in JobRecord's field order (a keyword call costs more, per job leased)
         return cls(
-            id=jid, queue=spec.queue, type=spec.type, payload=msgspec.Raw(spec.payload) if spec.payload else NULL,
-            priority=spec.priority, state=STATES[st.state], attempt=st.attempt,
-            max_attempts=spec.max_attempts, timeout=spec.timeout, key=spec.key, errors=errors,
-            result=result, progress=progress, created_at=spec.created_at, run_at=st.run_at,
-            started_at=st.started_at, finished_at=st.finished_at,
-            lease_expires_at=st.lease_expires_at, worker=st.worker,
+            jid, spec.queue, spec.type, msgspec.Raw(spec.payload) if spec.payload else NULL,
+            spec.priority, STATES[st.state], st.attempt, spec.max_attempts, spec.timeout,
+            spec.key, errors, result, progress, spec.created_at, st.run_at, st.started_at,
+            st.finished_at, st.lease_expires_at, st.worker,
         )
 
     def get(self, tx: ReadTx, jid: str) -> JobRecord:

@@ -231,6 +231,23 @@ class Tx(ReadTx):
         self.txn.put(jid.encode(), _enc.encode(st), db=self._state)
         self.puts += 1
 
+    def put_fresh(self, queue: str, ready_ms: int,
+                  rows: list[tuple[str, JobSpec, JobState, int]]) -> None:
+        """New ready jobs of one queue: per row (id, spec, state, priority) the spec, the
+        state, the listing entry (spec.qseq) and the ready entry (state.ready_seq). The same
+        writes as put_spec + put_state + index_put + ready_put, in one tight loop."""
+        put, enc = self.txn.put, _enc.encode
+        sdb, tdb, qdb, rdb = self._spec, self._state, self._qidx, self._ready
+        qp, ready_val, u64, rkey = _qp(queue), _U64.pack(ready_ms), _U64.pack, _READY.pack
+        for jid, spec, st, prio in rows:
+            k = jid.encode()
+            put(k, enc(spec), db=sdb)
+            put(k, enc(st), db=tdb)
+            put(qp + u64(spec.qseq), k, db=qdb)
+            put(qp + rkey(9 - prio, st.ready_seq), ready_val + k, db=rdb)
+        self.puts += 4 * len(rows)
+        self.ready_queues[queue] = self.ready_queues.get(queue, 0) + len(rows)
+
     def put_extra(self, jid: str, kind: bytes, value: bytes) -> None:
         self._put(jid.encode() + b"\x00" + kind, value, self._extra)
 
@@ -264,15 +281,15 @@ class Tx(ReadTx):
         with self.txn.cursor(db=self._ready) as c:
             if not c.set_range(p):
                 return out
+            lp = len(p)
+            key, value, delete = c.key, c.value, c.delete
             while len(out) < n:
-                k = c.key()
-                if not bytes(k[: len(p)]) == p:
+                k = key()
+                if k[:lp] != p:  # also the end: key() is b"" past the last entry
                     break
-                out.append((9 - k[len(p)], bytes(c.value()[8:]).decode()))
-                c.delete()  # moves to the next entry
-                self.dels += 1
-                if not c.key():
-                    break
+                out.append((9 - k[lp], value()[8:].decode()))
+                delete()  # moves to the next entry
+            self.dels += len(out)
         return out
 
     # due index
