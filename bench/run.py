@@ -12,6 +12,7 @@ Scenarios (one module each, named by what it measures):
     backlog         lease+ack rate empty-ish vs behind --backlog jobs, server RSS
     priority        priorities 0-9: lease order checked, rate reported
     raw_lmdb        msgspec + LMDB puts in fsync'd transactions, no HTTP (the ceiling)
+    http_ceiling    the enqueue_single load against a no-op aiohttp server (the HTTP ceiling)
 
 With --peers the first five that make sense for them also run against
 beanstalkd (in memory and fsync), and SAQ on Redis (appendfsync always),
@@ -41,6 +42,7 @@ from targets import PEERS, TQD, ensure_peers_installed  # noqa: E402
 
 SCENARIOS = {  # name -> module; raw_lmdb first, before the servers leave dirty pages behind
     "raw_lmdb": "raw_lmdb",
+    "http_ceiling": "http_ceiling",
     "enqueue_single": "enqueue_single",
     "enqueue_bulk": "enqueue_bulk",
     "drain": "drain",
@@ -64,6 +66,7 @@ COLUMNS = {
     "priority": ["target", "prefilled", "fill_jobs_per_s", "jobs", "jobs_per_s", "missing",
                  "order_violations", "fifo_violations", "server_cpu_us_per_job"],
     "raw_lmdb": ["target", "puts_per_txn", "puts", "txns", "seconds", "jobs_per_s", "txn_per_s"],
+    "http_ceiling": ["target", "connections", *_RATE],
 }
 
 
@@ -117,14 +120,18 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
 
 
+def _val(results: list[dict[str, Any]], scn: str, tgt: str, key: str, **match: Any) -> Any:
+    for r in results:
+        if r.get("scenario") == scn and r.get("target") == tgt and "error" not in r and \
+                all(r.get(k) == v for k, v in match.items()):
+            return r.get(key)
+    return None
+
+
 def summary(results: list[dict[str, Any]], peers: list[str]) -> None:
     """One row per headline number: tqd, each peer, and tqd/peer."""
-    def val(scn: str, tgt: str, key: str, **match: Any) -> float | None:
-        for r in results:
-            if r.get("scenario") == scn and r.get("target") == tgt and "error" not in r and \
-                    all(r.get(k) == v for k, v in match.items()):
-                return r.get(key)
-        return None
+    def val(scn: str, tgt: str, key: str, **match: Any) -> Any:
+        return _val(results, scn, tgt, key, **match)
 
     rows = []
     lines: list[tuple[str, str, str, dict[str, Any], bool]] = [
@@ -150,6 +157,14 @@ def summary(results: list[dict[str, Any]], peers: list[str]) -> None:
     cols = ["metric", "tqd", *peers, *(f"tqd/{p}" for p in peers)]
     if rows:
         print_table("summary (ratios > 1 mean tqd is better; for latency it is peer/tqd)", rows, cols)
+    fractions(results)
+
+
+def fractions(results: list[dict[str, Any]]) -> None:
+    """tqd as a fraction of the limits measured in the same run."""
+    def val(scn: str, tgt: str, key: str, **match: Any) -> Any:
+        return _val(results, scn, tgt, key, **match)
+
     raw100 = val("raw_lmdb", "lmdb+msgspec", "jobs_per_s", puts_per_txn=100)
     raw1 = val("raw_lmdb", "lmdb+msgspec", "jobs_per_s", puts_per_txn=1)
     frac = []
@@ -157,16 +172,22 @@ def summary(results: list[dict[str, Any]], peers: list[str]) -> None:
                             ("enqueue, batches of 100", "enqueue_bulk", raw100)):
         t = val(scn, "tqd", "jobs_per_s")
         if t and raw:
-            frac.append({"metric": label, "tqd_jobs_per_s": t, "raw_puts_per_s": raw,
-                         "tqd_fraction_of_raw": t / raw})
+            frac.append({"metric": label, "tqd_jobs_per_s": t, "limit_per_s": raw,
+                         "tqd_fraction_of_limit": t / raw})
     for r in results:
         if r.get("scenario") == "drain" and r.get("target") == "tqd" and raw100 and "jobs_per_s" in r:
             frac.append({"metric": f"drain, {r['workers']} workers", "tqd_jobs_per_s": r["jobs_per_s"],
-                         "raw_puts_per_s": raw100, "tqd_fraction_of_raw": r["jobs_per_s"] / raw100})
+                         "limit_per_s": raw100, "tqd_fraction_of_limit": r["jobs_per_s"] / raw100})
+    noop = val("http_ceiling", "aiohttp-noop", "jobs_per_s")
+    single = val("enqueue_single", "tqd", "jobs_per_s")
+    if noop and single:
+        frac.append({"metric": "enqueue, 1 job/request vs a no-op aiohttp server",
+                     "tqd_jobs_per_s": single, "limit_per_s": noop,
+                     "tqd_fraction_of_limit": single / noop})
     if frac:
-        print_table("tqd as a fraction of the raw limit (raw: 1 put/txn for single, 100 puts/txn "
-                    "otherwise)", frac, ["metric", "tqd_jobs_per_s", "raw_puts_per_s",
-                                         "tqd_fraction_of_raw"])
+        print_table("tqd as a fraction of a limit (raw LMDB: 1 put/txn for single, 100 puts/txn "
+                    "otherwise; or a no-op aiohttp server)", frac, ["metric", "tqd_jobs_per_s", "limit_per_s",
+                                         "tqd_fraction_of_limit"])
 
 
 def main(argv: list[str] | None = None, only: str | None = None) -> int:
@@ -198,9 +219,9 @@ def main(argv: list[str] | None = None, only: str | None = None) -> int:
                 res = [{"scenario": name, "target": t.name, "error": f"{type(e).__name__}: {e}"}]
             for r in res:
                 rows.append(report.add(r))
-            label = "lmdb+msgspec" if name == "raw_lmdb" else t.name
+            label = {"raw_lmdb": "lmdb+msgspec", "http_ceiling": "aiohttp-noop"}.get(name, t.name)
             print(f"  ({name} / {label}: {time.monotonic() - t0:.1f}s)", file=sys.stderr, flush=True)
-            if name == "raw_lmdb":
+            if name in ("raw_lmdb", "http_ceiling"):  # no target: once
                 break
         if rows:
             cols = COLUMNS[name] + (["error"] if any("error" in r for r in rows) else [])

@@ -176,16 +176,14 @@ def _child(sock: socket.socket, settings: Settings,
                 if not chunk:
                     return  # the parent is gone
                 buf += chunk
-                sock.setblocking(False)
                 try:  # and take whatever else is already there
                     while True:
-                        chunk = sock.recv(1 << 20)
+                        chunk = sock.recv(1 << 20, socket.MSG_DONTWAIT)
                         if not chunk:
                             break
                         buf += chunk
                 except BlockingIOError:
                     pass
-                sock.setblocking(True)
                 continue
             msgs = [m for f in frames for m in _msgs_dec.decode(f)]
             stopping = _serve(w, msgs, parked, sock)
