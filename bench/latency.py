@@ -2,7 +2,8 @@
 
 A producer process sends single-job enqueues on a fixed schedule over 32
 connections, each payload carrying its send time (time.time()); two worker
-processes (2 lease loops each, SAQ 10) long-poll lease(max 100, wait 1) and ack. latency = time the worker
+processes (2 lease loops each, SAQ 10) long-poll lease(max 100, wait 1; beanstalkd and SAQ
+one job per reserve/dequeue, as their workers do) and ack. latency = time the worker
 received the job - the producer's send time, same machine clock. The first
 0.5 s is warm-up and not counted.
 Standalone: python bench/latency.py [--quick] [--peers] [--rate 2000]
@@ -20,6 +21,10 @@ from load import GRACE_S, drainer, paced_producer, spec_for
 SCENARIO = "latency"
 # 32 producer connections: at a few ms per durable enqueue, fewer could not keep the schedule
 WORKERS, PRODUCER_CONNS, WARMUP_S, LATENCY_LOOPS = 2, 32, 0.5, 2
+# each system leases the way its workers do: tqd long-polls for up to 100 (a loop back from
+# an ack takes whatever queued meanwhile), beanstalkd reserves one job (a "lease of 100" would
+# be 1 blocking reserve + 99 that time out, per job), SAQ dequeues one
+LEASE_MAX = {"tqd": 100, "beanstalkd": 1, "saq": 1}
 
 
 def run(target: Any, opts: Any) -> list[dict[str, Any]]:
@@ -34,7 +39,7 @@ def run(target: Any, opts: Any) -> list[dict[str, Any]]:
         conc = max(LATENCY_LOOPS, WORKER_CONCURRENCY[target.kind])
         fns = [drainer] * WORKERS + [paced_producer]
         kws: list[dict[str, Any]] = [
-            dict(spec=spec, conc=conc, max_n=100, wait_s=1.0, start_at=start_at, dur_s=dur + 3,
+            dict(spec=spec, conc=conc, max_n=LEASE_MAX[target.kind], wait_s=1.0, start_at=start_at, dur_s=dur + 3,
                  idle_after=start_at + dur + 0.5, latency=True) for _ in range(WORKERS)]
         kws.append(dict(spec=spec, conns=PRODUCER_CONNS, rate=opts.rate, start_at=start_at, dur_s=dur))
         res = run_procs(fns, kws, dur + GRACE_S + 10)
