@@ -1,8 +1,9 @@
 """The queue service: the async face of the core that HTTP handlers call.
 
-It owns the writer thread (which also holds parked long-polls) and the timer loop (delayed
-jobs, lease expiry, retention), and it reads committed state directly. It
-knows nothing of HTTP; it reaches LMDB only through Store and Writer.
+It owns the writer (a process of its own, or a thread; it also holds parked
+long-polls) and the timer loop (delayed jobs, lease expiry, retention), and it
+reads committed state directly. It knows nothing of HTTP; it reaches LMDB only
+through Store and Writer.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def _qp(queue: str) -> bytes:
 
 
 class Store:
-    """The LMDB environment. Writes only through ``write()`` from the writer thread."""
+    """The LMDB environment. Writes only through ``write()``, from the one writer (a process
+    of its own, or a thread of the server)."""
 
     def __init__(self, path: Path, map_size: int, readonly: bool = False) -> None:
         """``readonly``: this process only reads; another one (the writer process) writes."""

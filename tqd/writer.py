@@ -1,6 +1,8 @@
-"""The single LMDB writer thread with group commit, and the parked long-polls.
+"""The single LMDB writer with group commit, and the parked long-polls.
 
-Requests put ops on a queue; the thread takes every op waiting (up to
+``Writer.apply_batch`` is the engine; it runs in the writer process
+(writer_proc.py, the default) or, with ``--writer thread``, in a thread of
+the server (``Writer.start``). As a thread: requests put ops on a queue; the thread takes every op waiting (up to
 ``max_batch_ops``), applies them in order inside one write transaction,
 appends each op that changed something to the replication log, commits
 (fsync) once, and only then resolves the requests' futures on the event
