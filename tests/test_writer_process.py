@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -118,3 +119,38 @@ def test_bad_writer_setting_is_refused(server_factory: type[ServerProcess], tmp_
     except RuntimeError as e:
         assert "writer must be process or thread" in str(e)
     assert s.stop() == 2
+
+
+def test_bulk_larger_than_socket_buffers_crosses_intact(server: ServerProcess) -> None:
+    """A 12 MB bulk body: the op frame to the writer and the answer frame are split by the
+    socket many times over; every job arrives once, in order."""
+    pad = "x" * 2400
+    body = "".join(json.dumps({"payload": {"n": i, "pad": pad}}) + "\n" for i in range(5000))
+    st, resp = call(f"{server.url}/v1/queues/big/jobs", "POST", body.encode(),
+                    "application/x-ndjson")
+    assert st == 201, resp[:300]
+    ids = [json.loads(line)["id"] for line in resp.splitlines()]
+    assert len(ids) == 5000 and len(set(ids)) == 5000
+    st, body2 = call(f"{server.url}/v1/lease", "POST",
+                     b'{"queues": ["big"], "max": 1000}')
+    jobs = [json.loads(line) for line in body2.splitlines()]
+    assert [j["payload"]["n"] for j in jobs] == list(range(1000))
+    assert [j["id"] for j in jobs] == ids[:1000]
+
+
+def test_long_poll_of_a_client_that_left_gets_no_job(server: ServerProcess) -> None:
+    """The client hangs up while its long-poll waits in the writer process: the parked lease
+    is withdrawn there, so a job enqueued afterwards stays queued for the next worker."""
+    host, port = server.url.removeprefix("http://").split(":")
+    body = b'{"queues": ["gone"], "wait": 20}'
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /v1/lease HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.3)  # parked
+    time.sleep(0.5)  # the server notices the hang-up and withdraws the lease
+    enqueue_to = f"{server.url}/v1/queues/gone/jobs"
+    st, resp = call(enqueue_to, "POST", b'{"payload": 1}')
+    assert st == 201
+    st, stats = call(f"{server.url}/v1/queues/gone")
+    got = json.loads(stats)
+    assert (got["queued"], got["active"]) == (1, 0), got
