@@ -66,7 +66,7 @@ COLUMNS = {
     "priority": ["target", "prefilled", "fill_jobs_per_s", "jobs", "jobs_per_s", "missing",
                  "order_violations", "fifo_violations", "server_cpu_us_per_job"],
     "raw_lmdb": ["target", "puts_per_txn", "puts", "txns", "seconds", "jobs_per_s", "txn_per_s"],
-    "http_ceiling": ["target", "connections", *_RATE],
+    "http_ceiling": ["target", "server_procs", "connections", *_RATE],
 }
 
 
