@@ -298,6 +298,8 @@ class RemoteWriter(asyncio.Protocol):
         assert self._loop is not None, "writer not started"
         rid = next(self._rid)
         fut = self._loop.create_future()
+        if self._gone(fut):
+            return fut
         self._pending[rid] = (fut, _DEC[type(op)])
         self._send(OpMsg(rid, op))
         return fut
@@ -307,9 +309,17 @@ class RemoteWriter(asyncio.Protocol):
         assert self._loop is not None, "writer not started"
         rid = next(self._rid)
         fut = self._loop.create_future()
-        self._pending[rid] = (fut, _LEASE_DEC)
-        self._send(ParkMsg(rid, queues, max_jobs, worker, timeout))
+        if not self._gone(fut):
+            self._pending[rid] = (fut, _LEASE_DEC)
+            self._send(ParkMsg(rid, queues, max_jobs, worker, timeout))
         return RemoteParked(rid, fut)
+
+    def _gone(self, fut: asyncio.Future[Any]) -> bool:
+        """After the socket closed nothing can be answered: fail at once, do not wait."""
+        if self._closed is not None and self._closed.done():
+            fut.set_exception(Internal("the writer process is gone"))
+            return True
+        return False
 
     def unpark(self, p: RemoteParked) -> bool:
         """Ask the child to give up; its answer ([] or the jobs it just leased) comes on p.fut."""
