@@ -147,7 +147,7 @@ def test_long_poll_of_a_client_that_left_gets_no_job(server: ServerProcess) -> N
         s.sendall(b"POST /v1/lease HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         time.sleep(0.3)  # parked
-    time.sleep(0.5)  # the server notices the hang-up and withdraws the lease
+    time.sleep(1.0)  # the server notices the hang-up and withdraws the lease
     enqueue_to = f"{server.url}/v1/queues/gone/jobs"
     st, resp = call(enqueue_to, "POST", b'{"payload": 1}')
     assert st == 201
