@@ -33,6 +33,15 @@ def ms(t: float) -> int:
     return int(t * 1000)
 
 
+def _next_id(m: r.Meta, now_ms: int) -> str:
+    """The next generated id: 12 hex digits of ms, 6 of a counter within that ms (sortable)."""
+    if now_ms > m.id_ms:
+        m.id_ms, m.id_n = now_ms, 0
+    else:
+        m.id_n += 1
+    return f"{m.id_ms:012x}{m.id_n:06x}"
+
+
 class AckOutcome(msgspec.Struct):
     id: str
     error: str | None  # None = ok
@@ -75,14 +84,8 @@ class Core:
     # ---- enqueue -------------------------------------------------------------
 
     def _new_id(self, tx: Tx, now: float) -> str:
-        m = tx.meta
-        t = max(ms(now), m.id_ms)
-        if t == m.id_ms:
-            m.id_n += 1
-        else:
-            m.id_ms, m.id_n = t, 0
-        jid = f"{m.id_ms:012x}{m.id_n:06x}"
-        if m.hexlike_ids and tx.get_state(jid) is not None:
+        jid = _next_id(tx.meta, ms(now))
+        if tx.meta.hexlike_ids and tx.get_state(jid) is not None:
             return self._new_id(tx, now)
         return jid
 
@@ -108,11 +111,7 @@ class Core:
                     and not m.hexlike_ids:
                 # the common case, inlined: a generated id, ready now (same writes, same
                 # sequence numbers as the general path below)
-                if now_ms > m.id_ms:
-                    m.id_ms, m.id_n = now_ms, 0
-                else:
-                    m.id_n += 1
-                jid = f"{m.id_ms:012x}{m.id_n:06x}"
+                jid = _next_id(m, now_ms)
                 m.seq += 2
                 fresh.append((jid, r.JobSpec(op.queue, nj.type, nj.payload, nj.priority,
                                              nj.max_attempts, nj.timeout, None, now, m.seq - 1),

@@ -56,6 +56,12 @@ class Commit:
     def __init__(self) -> None:
         self.min_due_ms: int | None = None
 
+    def merge(self, other: Commit) -> None:
+        """Fold in another commit of the same round (the earliest due time wins)."""
+        if other.min_due_ms is not None and (self.min_due_ms is None
+                                             or other.min_due_ms < self.min_due_ms):
+            self.min_due_ms = other.min_due_ms
+
 
 class WriterStats:
     def __init__(self) -> None:
@@ -251,9 +257,7 @@ class Writer:
                 res, s, c = self._apply([item])
                 results.append(res[0])
                 served += s
-                if c.min_due_ms is not None and (commit.min_due_ms is None
-                                                 or c.min_due_ms < commit.min_due_ms):
-                    commit.min_due_ms = c.min_due_ms
+                commit.merge(c)
             except Exception as e:  # noqa: BLE001
                 log.exception("op failed: %r", item[0])
                 results.append(Internal(f"internal error: {e}"))

@@ -225,7 +225,7 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
 def _apply(w: Writer, batch: Writer.Batch, parked: dict[int, Parked],
            out: list[tuple[int, int, bytes]]) -> int | None:
     """Apply in chunks of max_batch_ops; answers go to out. Returns the earliest due ms."""
-    due: int | None = None
+    total = Commit()
     for i in range(0, len(batch), w.max_batch_ops):
         chunk = batch[i:i + w.max_batch_ops]
         try:
@@ -241,9 +241,8 @@ def _apply(w: Writer, batch: Writer.Batch, parked: dict[int, Parked],
         for rid, res in served:
             parked.pop(rid, None)  # type: ignore[call-overload]
             out.append(_result(rid, res))  # type: ignore[arg-type]
-        if commit.min_due_ms is not None and (due is None or commit.min_due_ms < due):
-            due = commit.min_due_ms
-    return due
+        total.merge(commit)
+    return total.min_due_ms
 
 
 def _result(rid: int, res: Any) -> tuple[int, int, bytes]:
