@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from . import records as r
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -212,12 +214,14 @@ class QueueService:
         return res
 
     async def lease(self, queues: list[str], max_jobs: int, wait: float, worker: str | None,
-                    timeout: float | None) -> list[LeasedJob]:
+                    timeout: float | None) -> list[LeasedJob] | list[msgspec.Raw]:
+        """The leased jobs: records (writer thread) or their JSON as it came from the writer
+        process; either is written out as they are."""
         if self.draining:
             return []
         if wait <= 0:
             op = r.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32))
-            jobs: list[LeasedJob] = await self._submit(op)
+            jobs: list[LeasedJob] | list[msgspec.Raw] = await self._submit(op)
             return jobs
         parked = self.writer.park(queues, max_jobs, worker, timeout)
         try:

@@ -38,7 +38,7 @@ from . import records as r
 from .config import Settings
 from .core import AckOutcome, Core
 from .errors import BY_CODE, Internal, TqdError
-from .protocol import EnqueueResult, LeasedJob
+from .protocol import EnqueueResult
 from .store import Store
 from .writer import PARKED, Commit, Parked, Writer
 
@@ -75,6 +75,13 @@ class StopMsg(msgspec.Struct, tag=4, array_like=True):
     pass
 
 
+class BadMsg:
+    """A message that failed to decode (never sent; made by the receiver)."""
+
+    def __init__(self, rid: int, message: str) -> None:
+        self.rid, self.message = rid, message
+
+
 Msg = OpMsg | ParkMsg | UnparkMsg | UnparkAllMsg | StopMsg
 OK, ERR = 0, 1
 # reply frame: (earliest due ms written or None, [(rid, OK|ERR, JSON bytes)])
@@ -82,12 +89,17 @@ Reply = tuple[int | None, list[tuple[int, int, bytes]]]
 
 _msgs_enc = msgspec.msgpack.Encoder()
 _msgs_dec = msgspec.msgpack.Decoder(list[Msg])
+_raw_list_dec = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_msg_dec = msgspec.msgpack.Decoder(Msg)
+_head_dec = msgspec.msgpack.Decoder(list[Any])
 _reply_dec = msgspec.msgpack.Decoder(Reply)
 _json = msgspec.json.Encoder()
 _ERR_DEC = msgspec.json.Decoder(dict[str, Any])
+# A lease's jobs cross as raw JSON: the server only writes them out again as NDJSON lines,
+# so decoding them here would cost time and tie this link to the record's field types.
 _DEC: dict[type, msgspec.json.Decoder[Any]] = {
     r.Enqueue: msgspec.json.Decoder(list[EnqueueResult]),
-    r.Lease: msgspec.json.Decoder(list[LeasedJob]),
+    r.Lease: msgspec.json.Decoder(list[msgspec.Raw]),
     r.Ack: msgspec.json.Decoder(list[AckOutcome] | None),
     r.Fail: msgspec.json.Decoder(r.JobState),
     r.Heartbeat: msgspec.json.Decoder(float),
@@ -185,10 +197,37 @@ def _child(sock: socket.socket, settings: Settings,
                 except BlockingIOError:
                     pass
                 continue
-            msgs = [m for f in frames for m in _msgs_dec.decode(f)]
+            msgs: list[Any] = []
+            for f in frames:
+                msgs += _decode_msgs(f)
             stopping = _serve(w, msgs, parked, sock)
     finally:
         store.close()
+
+
+def _decode_msgs(frame: bytes) -> list[Any]:
+    """The messages of one frame. One that does not decode is answered with a 500 of its own
+    (a bug on this link) instead of taking the frame, or the link, down with it."""
+    try:
+        return _msgs_dec.decode(frame)
+    except (msgspec.DecodeError, ValueError):
+        pass
+    out: list[Any] = []
+    for raw in _raw_list_dec.decode(frame):
+        try:
+            out.append(_msg_dec.decode(raw))
+        except (msgspec.DecodeError, ValueError) as e:
+            out.append(BadMsg(_rid_of(raw), f"the writer could not read this request: {e}"))
+    return out
+
+
+def _rid_of(raw: msgspec.Raw) -> int:
+    """The request id of an undecodable message ([tag, rid, ...]); 0 if even that is unreadable."""
+    try:
+        head = _head_dec.decode(raw)
+        return head[1] if len(head) > 1 and isinstance(head[1], int) else 0
+    except (msgspec.DecodeError, ValueError):
+        return 0
 
 
 def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.socket) -> bool:
@@ -206,6 +245,10 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
             unparks.append(m.rid)
         elif isinstance(m, UnparkAllMsg):
             unpark_all = True
+        elif isinstance(m, BadMsg):
+            log.error("bug: %s", m.message)
+            if m.rid:
+                out.append((m.rid, ERR, _json.encode(Internal(m.message).to_wire())))
         else:
             stop = True
     due = _apply(w, batch, parked, out)
@@ -250,7 +293,11 @@ def _result(rid: int, res: Any) -> tuple[int, int, bytes]:
         return rid, ERR, _json.encode(res.to_wire())
     if isinstance(res, BaseException):
         return rid, ERR, _json.encode(Internal(f"internal error: {res}").to_wire())
-    return rid, OK, _json.encode(res)
+    try:
+        return rid, OK, _json.encode(res)
+    except (TypeError, ValueError, OverflowError) as e:  # a bug: that request fails, not the link
+        log.exception("bug: cannot encode the answer to request %d", rid)
+        return rid, ERR, _json.encode(Internal(f"internal error: {e}").to_wire())
 
 
 # ---- parent --------------------------------------------------------------------
@@ -362,18 +409,20 @@ class RemoteWriter(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buf += data
         for f in _split(self._buf):
-            due, items = _reply_dec.decode(f)
+            try:
+                due, items = _reply_dec.decode(f)
+            except (msgspec.DecodeError, ValueError):
+                # frames are length-prefixed, so the next one still lines up; the requests
+                # this one answered are unknown: they get their 503 from the write deadline
+                log.exception("bug: unreadable reply frame from the writer process")
+                continue
             for rid, status, body in items:
                 entry = self._pending.pop(rid, None)
                 if entry is None:
                     continue
                 fut, dec = entry
-                if fut.done():
-                    continue
-                if status == OK:
-                    fut.set_result(dec.decode(body))
-                else:
-                    fut.set_exception(_error(body))
+                if not fut.done():
+                    _settle(fut, dec, status, body)
             if due is not None:
                 c = Commit()
                 c.min_due_ms = due
@@ -393,10 +442,23 @@ class RemoteWriter(asyncio.Protocol):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _settle(fut: asyncio.Future[Any], dec: msgspec.json.Decoder[Any], status: int,
+            body: bytes) -> None:
+    """Answer one request. An answer that does not decode fails that request alone (500)."""
+    try:
+        if status == OK:
+            fut.set_result(dec.decode(body))
+        else:
+            fut.set_exception(_error(body))
+    except (msgspec.DecodeError, ValueError, TypeError) as e:
+        log.error("bug: cannot read the writer's answer (%s): %r", e, body[:200])
+        fut.set_exception(Internal(f"internal error: unreadable answer from the writer: {e}"))
+
+
 def _error(body: bytes) -> TqdError:
     wire = _ERR_DEC.decode(body)
     cls = BY_CODE.get(wire.pop("error", ""), Internal)
-    return cls(wire.pop("message", ""), **wire)
+    return cls(str(wire.pop("message", "")), **wire)
 
 
 def _reap(pid: int) -> None:
