@@ -127,6 +127,10 @@ class Writer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._plock = threading.Lock()
         self._parked: dict[str, deque[Parked]] = {}
+        # entries added to _parked since the last sweep, and how many the sweep kept: a lease
+        # that timed out or was served stays in the deques of its other queues until a sweep
+        self._parked_added = 0
+        self._parked_kept = 0
         self._parking = True  # False once draining: answer empty instead of waiting
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -177,9 +181,30 @@ class Writer:
         """Park no more; give up every parked lease and return them (each to answer [])."""
         with self._plock:
             self._parking = False
-            waiting = [p for dq in self._parked.values() for p in dq]
+            waiting = list({id(p): p for dq in self._parked.values() for p in dq}.values())
             self._parked.clear()
-        return [p for p in waiting if self.unpark(p)]
+        return [p for p in waiting if not p.cancelled and self.unpark(p)]
+
+    def parked_entries(self) -> tuple[int, int]:
+        """(queue names with a waiting list, entries in those lists), for tests and metrics."""
+        with self._plock:
+            return len(self._parked), sum(len(dq) for dq in self._parked.values())
+
+    def _sweep_parked(self) -> None:
+        """Drop given-up and served leases from every waiting list, and the empty lists.
+        Run when as many entries were added since the last sweep as it kept (at least 1024):
+        the lists stay within about twice what is really waiting, and a sweep's cost is
+        paid for by the parks that came before it."""
+        with self._plock:
+            kept = 0
+            for q in list(self._parked):
+                dq = deque(x for x in self._parked[q] if not (x.cancelled or x.claimed))
+                if dq:
+                    self._parked[q] = dq
+                    kept += len(dq)
+                else:
+                    del self._parked[q]
+            self._parked_added, self._parked_kept = 0, kept
 
     def apply_now(self, op: r.Op) -> Any:
         """Apply one op synchronously (no thread): for tests and tools, not the server."""
@@ -305,10 +330,10 @@ class Writer:
                 p.cancelled = True
                 return jobs
             for q in p.queues:
-                dq = self._parked.setdefault(q, deque())
-                if len(dq) > 64 and len(dq) % 64 == 0:  # drop the given-up, now and then
-                    self._parked[q] = dq = deque(x for x in dq if not (x.cancelled or x.claimed))
-                dq.append(p)
+                self._parked.setdefault(q, deque()).append(p)
+            self._parked_added += len(p.queues)
+        if self._parked_added >= max(1024, self._parked_kept):
+            self._sweep_parked()
         return PARKED
 
     def _serve_parked(self, tx: Tx, served: Served, claimed: list[tuple[str, Parked]]) -> None:
