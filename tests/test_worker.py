@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ServerProcess
 
-from tqd.client import Client, Job
+from tqd.client import Client, ConnectionFailed, Job, LeasedJob
 from tqd.worker import Fatal, JobContext, Retry, Worker
 
 
@@ -128,7 +129,9 @@ async def test_handler_outlives_lease_timeout_with_heartbeats(srv: ServerProcess
     assert ja.progress["pct"] > 0 and jb.progress == "half"  # sent by the heartbeats
 
 
-async def test_cancelled_job_stops_its_handler(srv: ServerProcess, client: Client) -> None:
+async def test_cancelled_job_stops_its_handler(srv: ServerProcess, client: Client,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "tqd.worker")
     w = Worker(srv.url, queues=["c"], concurrency=2)
     stopped: list[str] = []
 
@@ -159,6 +162,75 @@ async def test_cancelled_job_stops_its_handler(srv: ServerProcess, client: Clien
     await runner
     assert sorted(stopped) == ["async", "sync"]
     assert (await client.get(a.id)).state == (await client.get(b.id)).state == "cancelled"
+    # The log says why the handlers stopped: cancelled, not a lost lease.
+    stops = sorted(r.getMessage() for r in caplog.records if "stopped:" in r.getMessage())
+    assert len(stops) == 2 and all(m.endswith("stopped: cancelled") for m in stops), stops
+
+
+async def test_lease_answered_after_stop_is_handed_back(srv: ServerProcess, client: Client,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop comes while the server is answering a parked long-poll with jobs: those jobs
+    are handed back at once (queued, not started), never left active until their lease expires."""
+    real_lease = Client.lease
+    parked = asyncio.Event()
+    w = Worker(srv.url, queues=["race"], concurrency=8, poll_wait_s=30)
+
+    async def lease_answered_after_stop(self: Client, *a: object, **kw: object) -> list[LeasedJob]:
+        parked.set()
+        jobs = await real_lease(self, *a, **kw)
+        if jobs:  # committed as leased by the server; the answer reaches us only after the stop
+            w.stop()
+            for _ in range(20):  # let the worker act on the stop first (scheduling, not time)
+                await asyncio.sleep(0)
+        return jobs
+
+    monkeypatch.setattr(Client, "lease", lease_answered_after_stop)
+    ran: list[str] = []
+
+    @w.task("t")
+    async def t(job: JobContext) -> None:
+        ran.append(job.id)
+
+    runner = asyncio.create_task(w.run())
+    await parked.wait()
+    ids = [r.id for r in await client.enqueue_many("race", [{"type": "t"}] * 4)]
+    await asyncio.wait_for(runner, 30)  # hang guard
+    jobs = [await client.get(i) for i in ids]
+    assert ran == [] and [j.state for j in jobs] == ["queued"] * 4
+    assert [(j.attempt, [e.error for e in j.errors]) for j in jobs] == [(1, ["worker shutdown"])] * 4
+
+
+async def test_sigint_as_jobs_arrive_leaves_none_active(srv: ServerProcess, client: Client,
+                                                        tmp_path: Path) -> None:
+    """SIGINT sent the moment jobs reach a worker's parked long-poll: whatever the interleaving,
+    every job ends completed, or queued again; none is left active without a handler."""
+    marks = tmp_path / "marks"
+    for round_ in range(3):
+        proc = spawn_worker(tmp_path, srv.url, "--grace", "5", POLL_S="30")
+        try:
+            await wait_marks(marks, round_ + 1)  # "ready": imported, about to long-poll
+            res = await client.enqueue_many("sig", [{"type": "short"}] * 4)
+            proc.send_signal(signal.SIGINT)
+            rc = await asyncio.to_thread(proc.wait, 30)
+        finally:
+            proc.kill()
+            assert proc.stderr is not None
+            log = proc.stderr.read().decode()
+            proc.stderr.close()
+        assert rc == 0, log
+        states = [(await client.get(r.id)).state for r in res]
+        assert set(states) <= {"completed", "queued"}, (states, log)
+        await client.purge("sig", "completed")
+        for r in res:  # empty the queue for the next round
+            if (await client.get(r.id)).state == "queued":
+                await client.cancel(r.id)
+
+
+async def test_burst_worker_gives_up_when_server_unreachable() -> None:
+    w = Worker("http://127.0.0.1:1", queues=["q"], burst=True)
+    w.add_task("t", lambda job: None)
+    with pytest.raises(ConnectionFailed, match="cannot connect"):
+        await asyncio.wait_for(w.run(), 60)  # hang guard: it used to retry for ever
 
 
 async def test_stop_releases_running_jobs_after_grace(srv: ServerProcess, client: Client) -> None:
@@ -181,12 +253,16 @@ WORKER_MODULE = """
 import os, time
 from tqd import Worker
 
-worker = Worker(queues=["sig"], concurrency=4, lease_timeout_s=float(os.environ.get("LEASE_S", "30")))
+worker = Worker(queues=["sig"], concurrency=4, lease_timeout_s=float(os.environ.get("LEASE_S", "30")),
+                poll_wait_s=float(os.environ.get("POLL_S", "5")))
 marks = os.environ["MARKS"]
 
 def mark(text):
     with open(marks, "a") as f:
         f.write(text + "\\n")
+
+if os.environ.get("POLL_S"):
+    mark("ready")
 
 @worker.task("short")
 def short(job):

@@ -17,11 +17,21 @@ again) is detected at the next heartbeat. An async handler is then cancelled;
 a sync handler, which runs in a daemon thread of its own, should poll
 `job.cancelled` or call `job.check()` (a thread cannot be stopped from outside).
 Its eventual result is dropped: the server fences it with `409 lease_lost`.
+On a `409` the worker reads the job once to log why: "cancelled", or the
+lease was lost (expired, the job is now elsewhere).
 
 Shutdown (SIGTERM/SIGINT, or `stop()`): stop leasing, give running jobs
 `grace_s` to finish, then mark the rest cancelled and release them with
-`fail(retry_in=0)` so another worker takes them at once. A second signal skips
-the grace period.
+`fail(retry_in=0)` so another worker takes them at once. A lease request in
+flight when the stop comes is not hung up on (the server may be handing it
+jobs at that instant, and an answer nobody reads would strand them until
+their leases expire): it is awaited, at most its long-poll wait `poll_wait_s`,
+and the jobs it brings are released the same way, never started. A second
+signal skips the grace period and that wait.
+
+Burst mode ends `run()` once the queues are empty; if the server cannot be
+reached (after the client's retries) it stops and `run()` raises the
+`ClientError` instead of retrying for ever.
 """
 
 from __future__ import annotations
@@ -203,6 +213,28 @@ async def _in_thread(fn: Handler, ctx: JobContext, live: set[threading.Thread]) 
     return await fut
 
 
+async def _lost_reason(client: Client, jid: str, code: str) -> str:
+    """Why a lease is gone, for the log: "cancelled", or "lease lost (...)". One GET, on loss only."""
+    if code == NotFound.code:
+        return "lease lost (the job was deleted)"
+    try:
+        job = await client.get(jid)
+    except ClientError as e:
+        return f"lease lost (job unreadable: {e})"
+    if job.state == "cancelled":
+        return "cancelled"
+    return f"lease lost (the job is {job.state}, attempt {job.attempt})"
+
+
+async def _give_back(client: Client, job: LeasedJob, why: str, elapsed: str = "") -> None:
+    """Release a leased job for another worker to take at once (worker shutdown)."""
+    try:
+        await client.fail(job.id, job.lease, "worker shutdown", None, retry=True, retry_in=0)
+        log.warning("%8s ↩ %s %s released (%s)", elapsed, job.id, job.type, why)
+    except ClientError as e:
+        log.warning("release of %s failed (%s); it runs again when its lease expires", job.id, e)
+
+
 class _Running:
     """One job in progress: runs its handler, heartbeats its lease, reports the outcome."""
 
@@ -266,6 +298,10 @@ class _Running:
         if err is None:
             log.info("%s ← %s %s ● %s", self._elapsed(), self.job.id, self.job.type,
                      _short(raw))
+        elif err in ("lease_lost", "not_found"):
+            why = await _lost_reason(self.w.client, self.job.id, err)
+            log.warning("%s ⊘ %s %s finished, but %s; result dropped", self._elapsed(), self.job.id,
+                        self.job.type, why)
         else:
             log.warning("%s ⊘ %s %s ack refused: %s", self._elapsed(), self.job.id, self.job.type, err)
 
@@ -278,6 +314,11 @@ class _Running:
         try:
             res = await self.w.client.fail(self.job.id, self.job.lease, error, details, retry=retry,
                                            retry_in=retry_in)
+        except (LeaseLost, NotFound) as e:
+            why = await _lost_reason(self.w.client, self.job.id, e.code)
+            log.warning("%s ⊘ %s %s failed, but %s: %s", self._elapsed(), self.job.id, self.job.type,
+                        why, error)
+            return
         except ClientError as e:
             log.error("%s ! %s %s could not report failure (%s): %s", self._elapsed(), self.job.id,
                       self.job.type, e, error)
@@ -308,7 +349,7 @@ class _Running:
                     log.warning("progress of %s refused (%s); heartbeat without it", self.job.id, e)
                     await self.w.client.heartbeat(self.job.id, self.job.lease, extend=self.lease_s)
             except (LeaseLost, NotFound) as e:
-                self.lose(f"lease lost ({e.message})")
+                self.lose(await _lost_reason(self.w.client, self.job.id, e.code))
                 return
             except ClientError as e:
                 log.warning("heartbeat of %s failed: %s", self.job.id, e)
@@ -325,14 +366,7 @@ class _Running:
         """Give the job back for another worker to run at once (graceful shutdown)."""
         self.released = True
         self.lose("worker shutting down")
-        try:
-            await self.w.client.fail(self.job.id, self.job.lease, "worker shutdown", None,
-                                     retry=True, retry_in=0)
-            log.warning("%s ↩ %s %s released (worker shutdown)", self._elapsed(), self.job.id,
-                        self.job.type)
-        except ClientError as e:
-            log.warning("release of %s failed (%s); it runs again when its lease expires",
-                        self.job.id, e)
+        await _give_back(self.w.client, self.job, "worker shutdown", self._elapsed())
 
 
 def _short(raw: bytes, n: int = 80) -> str:
@@ -344,13 +378,16 @@ class Worker:
     """Runs registered handlers for jobs leased from `queues` (tried in the order given).
 
     `url`/`token` default to TQD_URL/TQD_TOKEN. `lease_timeout_s` overrides each
-    job's own timeout. `burst` makes `run()` return once nothing is queued,
-    nothing runs, and no retry is due within `burst_wait_s`.
+    job's own timeout. `poll_wait_s` is how long one lease request long-polls;
+    a stop waits for the one in flight, so it also bounds how long an idle
+    worker takes to stop. `burst` makes `run()` return once nothing is queued,
+    nothing runs, and no retry is due within `burst_wait_s`; it raises the
+    `ClientError` if the server cannot be reached.
     """
 
     def __init__(self, url: str | Sequence[str] | None = None, *, queues: Sequence[str] = ("default",),
                  concurrency: int = 10, token: str | None = None, name: str | None = None,
-                 lease_timeout_s: float | None = None, poll_wait_s: float = 30.0,
+                 lease_timeout_s: float | None = None, poll_wait_s: float = 5.0,
                  grace_s: float = 10.0, burst: bool = False, burst_wait_s: float = 60.0) -> None:
         self.url = url
         self.token = token
@@ -371,6 +408,8 @@ class Worker:
         self._stop: asyncio.Event | None = None
         self._hurry: asyncio.Event | None = None
         self._slot: asyncio.Event | None = None
+        self._late_lease: asyncio.Future[list[LeasedJob]] | None = None  # in flight at stop
+        self._error: ClientError | None = None  # burst mode: why it gave up
 
     # -- registration --
 
@@ -406,6 +445,7 @@ class Worker:
         if not self.handlers:
             raise ValueError("no handlers registered: use @worker.task(name)")
         self._stop, self._hurry, self._slot = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._late_lease, self._error = None, None
         loop = asyncio.get_running_loop()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -423,12 +463,17 @@ class Worker:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._late_lease is not None:  # only left pending if run() itself was cancelled
+                self._late_lease.cancel()
+                await asyncio.gather(self._late_lease, return_exceptions=True)
             await self.acks.stop()
             await self.client.close()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
             log.info("worker %s stopped after %d job(s)", self.name, self.jobs_done)
+        if self._error is not None:
+            raise self._error
 
     def _on_signal(self, sig: int) -> None:
         hurry = self._stop is not None and self._stop.is_set()
@@ -446,24 +491,72 @@ class Worker:
                 self._slot.clear()
                 await _first(self._slot.wait(), self._stop.wait())
                 continue
-            wait = 0.0 if self.burst else self.poll_wait_s
             try:
-                jobs = await _first(self.client.lease(self.queues, free, wait, worker=self.name,
-                                                      timeout=self.lease_timeout_s),
-                                    self._stop.wait())
+                jobs = await self._lease(free)
+                if jobs is None:  # stop requested while the request was out: see _settle_late
+                    return
+                if self._stop.is_set():  # answered as the stop came: hand back, never start
+                    await self._give_back_unstarted(jobs)
+                    return
+                errors = 0
+                for job in jobs:
+                    self._start(job, tasks)
+                if not jobs and self.burst and await self._burst_done():
+                    return
             except ClientError as e:
+                if self.burst:  # nobody is waiting for more work: say why and stop
+                    log.error("worker %s: %s; stopping (burst)", self.name, e)
+                    self._error = e
+                    self._stop.set()
+                    return
                 errors += 1
                 delay = min(0.5 * 2 ** min(errors, 5), 10.0)
                 log.error("lease failed (%s); again in %.1fs", e, delay)
                 await _first(asyncio.sleep(delay), self._stop.wait())
-                continue
-            errors = 0
-            if jobs is None:  # stop requested while long-polling
-                return
-            for job in jobs:
-                self._start(job, tasks)
-            if not jobs and self.burst and await self._burst_done():
-                return
+
+    async def _lease(self, free: int) -> list[LeasedJob] | None:
+        """One lease request; None if the stop came first (the request then stays in flight as
+        `_late_lease`: hanging up could strand jobs the server is handing us at that instant)."""
+        assert self._stop is not None
+        wait = 0.0 if self.burst else self.poll_wait_s
+        lease = asyncio.ensure_future(self.client.lease(self.queues, free, wait, worker=self.name,
+                                                        timeout=self.lease_timeout_s))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((lease, stopping), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            lease.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        if not lease.done():
+            self._late_lease = lease
+            return None
+        return lease.result()
+
+    async def _settle_late(self) -> None:
+        """Wait for the lease request that was in flight at the stop; release what it brought."""
+        assert self._hurry is not None
+        lease = self._late_lease
+        if lease is None:
+            return
+        log.info("worker %s: waiting up to %gs for the lease request in flight, to hand back "
+                 "what it brings (signal again to skip)", self.name, self.poll_wait_s)
+        try:
+            jobs = await _first(asyncio.shield(lease), self._hurry.wait())
+        except ClientError:
+            return  # nothing was leased, or nothing can be done about it
+        if jobs is None:  # hurried: hang up
+            lease.cancel()
+            await asyncio.gather(lease, return_exceptions=True)
+            log.warning("worker %s: gave up on the lease request in flight; any job it was "
+                        "handed runs again when its lease expires", self.name)
+            return
+        await self._give_back_unstarted(jobs)
+
+    async def _give_back_unstarted(self, jobs: list[LeasedJob]) -> None:
+        await asyncio.gather(*(_give_back(self.client, j, "leased as the worker stopped; not started")
+                               for j in jobs))
 
     def _start(self, job: LeasedJob, tasks: set[asyncio.Task[None]]) -> None:
         r = _Running(self, job)
@@ -503,7 +596,17 @@ class Worker:
         return not soon
 
     async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
-        """Let running jobs finish within the grace period, then release the rest."""
+        """Let running jobs finish within the grace period, then release the rest; meanwhile,
+        release whatever the lease request in flight at the stop brings."""
+        assert self._hurry is not None
+        late = asyncio.ensure_future(self._settle_late())
+        try:
+            await self._drain_running(tasks)
+            await late
+        finally:
+            late.cancel()
+
+    async def _drain_running(self, tasks: set[asyncio.Task[None]]) -> None:
         assert self._hurry is not None
         if tasks and not self._hurry.is_set():
             log.info("worker %s: waiting up to %gs for %d running job(s)", self.name, self.grace_s,
