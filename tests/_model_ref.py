@@ -290,24 +290,13 @@ class Model:
             self._requeue(j)
         return len(dead)
 
-    def purge(self, queue: str, state: str, limit: int) -> tuple[int, bool]:
-        """One purge op: scans the dead list, or every job of the queue in enqueue order
-        (at most limit*20 of them), deleting up to `limit` jobs in `state`."""
-        if state == "dead":
-            entries, budget = [j for j in self.in_queue(queue) if j.state == "dead"], limit
-        else:
-            entries, budget = self.in_queue(queue), limit * 20
-        victims: list[str] = []
-        more = False
-        for scanned, j in enumerate(entries, 1):
-            if j.state == state:
-                victims.append(j.id)
-            if len(victims) >= limit or scanned >= budget:
-                more = True
-                break
+    def purge(self, queue: str, state: str) -> int:
+        """A whole purge (however many steps it takes): every job of the queue in `state`
+        goes, nothing else does."""
+        victims = [j.id for j in self.in_queue(queue) if j.state == state]
         for jid in victims:
             self._delete(jid)
-        return len(victims), more
+        return len(victims)
 
     def set_paused(self, queue: str, paused: bool) -> None:
         self.q(queue).paused = paused

@@ -278,14 +278,22 @@ class CoreMachine(RuleBasedStateMachine):
         event(f"redrive: {'moved' if res else 'none'}")
 
     @rule(queue=st.sampled_from(QUEUES), state=st.sampled_from(["dead", "completed", "cancelled"]),
-          limit=st.integers(1, 3))
-    def purge(self, queue: str, state: str, limit: int) -> None:
-        for _ in range(1000):  # as the service does: until nothing more to do
-            res, err = self.apply(r.Purge(self.now, queue, STATES.index(state), limit))
-            assert (res, err) == (self.model.purge(queue, state, limit), None)
-            event(f"purge {state}: {'deleted' if res[0] else 'none'}")
-            if not res[1]:
-                break
+          limit=st.integers(1, 3), scan=st.integers(0, 4))
+    def purge(self, queue: str, state: str, limit: int, scan: int) -> None:
+        """Steps as the service takes them (cursor in, cursor out) until the core says done:
+        it must get there, and together the steps delete what the model's purge does."""
+        deleted, cursor, steps = 0, 0, 0
+        while cursor is not None:
+            steps += 1
+            assert steps <= 10_000, "purge never finishes"
+            res, err = self.apply(r.Purge(self.now, queue, STATES.index(state), limit, cursor, scan))
+            assert err is None, err
+            n, nxt = res
+            assert 0 <= n <= limit
+            assert nxt is None or nxt > cursor, "purge cursor did not move"
+            deleted, cursor = deleted + n, nxt
+        assert deleted == self.model.purge(queue, state)
+        event(f"purge {state}: {'deleted' if deleted else 'none'} in {min(steps, 3)}+ steps")
 
     @rule(queue=st.sampled_from(QUEUES), paused=st.booleans())
     def set_paused(self, queue: str, paused: bool) -> None:

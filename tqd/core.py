@@ -386,22 +386,24 @@ class Core:
             self._requeue(tx, jid, spec, st, op.now)
         return len(ids)
 
-    def purge(self, tx: Tx, op: r.Purge) -> tuple[int, bool]:
-        """Delete up to `limit` jobs of one finished state; (deleted, more to do)."""
-        budget = op.limit * 20 if op.state != r.DEAD else op.limit
+    def purge(self, tx: Tx, op: r.Purge) -> tuple[int, int | None]:
+        """One purge step: (deleted, the cursor to go on from, or None when the queue's index
+        has been read to its end). Each step reads at most ``scan`` entries, so a purge that
+        must pass many jobs in other states moves on instead of rescanning them."""
         which = "dead" if op.state == r.DEAD else "qidx"
-        victims, scanned, more = [], 0, False
-        for _, jid in tx.scan_index(which, op.queue, 0):
-            scanned += 1
+        scan = op.scan or (op.limit if op.state == r.DEAD else op.limit * 20)
+        victims: list[str] = []
+        cursor: int | None = None
+        for n, (qseq, jid) in enumerate(tx.scan_index(which, op.queue, op.after), 1):
             st = tx.get_state(jid)
             if st is not None and st.state == op.state:
                 victims.append(jid)
-            if len(victims) >= op.limit or scanned >= budget:
-                more = True
+            if len(victims) >= op.limit or n >= scan:
+                cursor = qseq
                 break
         for jid in victims:
             self._delete(tx, jid)
-        return len(victims), more
+        return len(victims), cursor
 
     def _delete(self, tx: Tx, jid: str) -> None:
         spec, st = self._load(tx, jid)

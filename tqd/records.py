@@ -164,10 +164,15 @@ class Redrive(Struct, tag="redrive", array_like=True):
 
 
 class Purge(Struct, tag="purge", array_like=True):
+    """One step of a purge: delete up to ``limit`` jobs in ``state``, looking at most at
+    ``scan`` index entries (0: a default from limit) past the cursor ``after`` (a qseq)."""
+
     now: float
     queue: str
     state: int
     limit: int
+    after: int = 0
+    scan: int = 0
 
 
 class SetPaused(Struct, tag="pause", array_like=True):

@@ -33,7 +33,8 @@ from .writer_proc import RemoteWriter, WriterHandle, spawn
 log = logging.getLogger("tqd.service")
 
 TICK_LIMIT = 1000
-PURGE_CHUNK = 5000
+PURGE_CHUNK = 2000  # jobs deleted per purge step (one write transaction)
+PURGE_SCAN = 20_000  # index entries read per purge step
 
 
 class DataDirLocked(Exception):
@@ -268,13 +269,13 @@ class QueueService:
             raise InvalidRequest("state must be one of dead, completed, cancelled")
         code = STATES.index(state)
         total = 0
-        while True:
+        cursor: int | None = 0
+        while cursor is not None:  # one op per step: other writes go between them
             n: int
-            more: bool
-            n, more = await self._submit(r.Purge(self.clock.now(), queue, code, PURGE_CHUNK))
+            n, cursor = await self._submit(
+                r.Purge(self.clock.now(), queue, code, PURGE_CHUNK, cursor, PURGE_SCAN))
             total += n
-            if not more:
-                return total
+        return total
 
     async def set_paused(self, queue: str, paused: bool) -> QueueStats:
         await self._submit(r.SetPaused(self.clock.now(), queue, paused))

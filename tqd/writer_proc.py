@@ -106,7 +106,7 @@ _DEC: dict[type, msgspec.json.Decoder[Any]] = {
     r.Cancel: msgspec.json.Decoder(None),
     r.Retry: msgspec.json.Decoder(None),
     r.Redrive: msgspec.json.Decoder(int),
-    r.Purge: msgspec.json.Decoder(tuple[int, bool]),
+    r.Purge: msgspec.json.Decoder(tuple[int, int | None]),
     r.SetPaused: msgspec.json.Decoder(None),
     r.Tick: msgspec.json.Decoder(int),
 }
