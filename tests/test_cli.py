@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -13,8 +14,8 @@ from conftest import ServerProcess
 
 
 def tqd(server: ServerProcess | None, *args: str, cwd: Path | None = None,
-        url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TQD_URL": url or (server.url if server else ""), "COLUMNS": "200"}
+        url: str | None = None, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TQD_URL": url or (server.url if server else ""), "COLUMNS": str(columns)}
     return subprocess.run([sys.executable, "-m", "tqd", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=60)
 
@@ -74,8 +75,11 @@ def test_errors_are_one_line_and_nonzero(server: ServerProcess) -> None:
     assert r.returncode == 1 and "not JSON" in r.stderr and "Traceback" not in r.stderr
     r = tqd(server, "enqueue", "q", "--priority", "12", "1")
     assert r.returncode == 1 and r.stderr.startswith("tqd: invalid_job")
-    r = tqd(None, "queues", url="http://127.0.0.1:1")
-    assert r.returncode == 1 and "cannot connect" in r.stderr and "Traceback" not in r.stderr
+    r = tqd(None, "queues", url="http://127.0.0.1:1")  # nothing listens there
+    assert r.returncode == 3, r.stderr  # 3: no answer from the server (1: the server said no)
+    assert r.stderr.startswith("tqd: cannot connect to http://127.0.0.1:1") and r.stderr.count("\n") == 1
+    r = tqd(None, "queues", url="ftp://127.0.0.1:1")
+    assert r.returncode == 1 and r.stderr.startswith("tqd: bad server URL") and r.stderr.count("\n") == 1
     r = tqd(server, "purge", "q")  # --state is required
     assert r.returncode == 2
 
@@ -104,3 +108,56 @@ def test_worker_command_burst(server: ServerProcess, tmp_path: Path) -> None:
     assert json.loads(ok(server, "job", b["id"], "--json"))["state"] == "dead"
     r = tqd(server, "worker", "clitasks:nope", cwd=tmp_path)
     assert r.returncode == 1 and "cannot load" in r.stderr
+
+
+def test_version() -> None:
+    r = tqd(None, "--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"tqd {importlib.metadata.version('tqd')}"
+
+
+def test_url_without_scheme_means_http(server: ServerProcess) -> None:
+    bare = server.url.removeprefix("http://")  # 127.0.0.1:PORT
+    r = tqd(None, "enqueue", "bare", "1", "--url", bare)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(ok(server, "queues", "--json"))[0]["queued"] == 1
+
+
+def test_jobs_table_shows_full_ids(server: ServerProcess) -> None:
+    from tqd import SyncClient
+
+    gen = json.loads(ok(server, "enqueue", "ids", "-t", "send_email_to_customer", "1"))["id"]
+    mine = "invoice-2024-06-acme-corporation-0001"
+    with SyncClient(server.url) as c:
+        c.enqueue("ids", "render_pdf", 2, id=mine)
+    r = tqd(server, "jobs", "ids", columns=80)  # a narrow terminal: the other columns give way
+    assert r.returncode == 0, r.stderr
+    assert gen in r.stdout and mine in r.stdout, r.stdout
+    pasted = [w for ln in r.stdout.splitlines() for w in ln.split() if w in (gen, mine)]
+    assert pasted == [gen, mine]
+    assert json.loads(ok(server, "job", mine, "--json"))["payload"] == 2
+
+
+def test_pause_of_a_queue_that_never_had_a_job_warns(server: ServerProcess) -> None:
+    ok(server, "enqueue", "mail", "1")
+    r = tqd(server, "pause", "mail")
+    assert r.returncode == 0 and "paused" in r.stdout and r.stderr == ""
+    r = tqd(server, "pause", "mial")  # a typo
+    assert r.returncode == 0 and "paused" in r.stdout
+    assert r.stderr.startswith("tqd: warning: queue 'mial' has never had a job"), r.stderr
+    r = tqd(server, "resume", "mial")  # it exists now (paused): no second warning
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_burst_worker_exits_when_server_unreachable(tmp_path: Path) -> None:
+    (tmp_path / "downtasks.py").write_text(textwrap.dedent("""
+        from tqd import Worker
+
+        worker = Worker(queues=["q"])
+
+        @worker.task("t")
+        def t(job):
+            return None
+    """))
+    r = tqd(None, "worker", "downtasks:worker", "--burst", cwd=tmp_path, url="http://127.0.0.1:1")
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("tqd: cannot connect to http://127.0.0.1:1"), r.stderr

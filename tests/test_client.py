@@ -254,3 +254,34 @@ def test_sync_client(server: ServerProcess) -> None:
         assert c.pause("sync").paused and not c.resume("sync").paused
         with pytest.raises(NotFound):
             c.cancel("nope")
+
+
+async def test_url_without_scheme_means_http_and_bad_urls_fail_at_once(server: ServerProcess) -> None:
+    async with Client(server.url.removeprefix("http://")) as c:  # "127.0.0.1:PORT"
+        assert c.urls == [server.url]
+        assert (await c.enqueue("bare", "t", None)).created
+    for bad in ("ftp://127.0.0.1:7070", "http://", "127.0.0.1:port"):
+        with pytest.raises(ValueError, match="bad server URL"):
+            Client(bad)
+
+
+async def test_connect_retries_zero_tries_each_url_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that is down is reported after one attempt per URL, with no backoff rounds."""
+    tried: list[str] = []
+    real_send = Client._send
+
+    async def counting_send(self: Client, method: str, url: str, *a: object) -> tuple[int, bytes]:
+        tried.append(url)
+        return await real_send(self, method, url, *a)
+
+    monkeypatch.setattr(Client, "_send", counting_send)
+    down = ["http://127.0.0.1:1", "http://127.0.0.1:2"]  # nothing listens on either
+    async with Client(down, connect_retries=0) as c:
+        with pytest.raises(ConnectionFailed, match="cannot connect"):
+            await c.get("x")
+    assert tried == ["http://127.0.0.1:1/v1/jobs/x", "http://127.0.0.1:2/v1/jobs/x"]
+    tried.clear()
+    async with Client(down, retries=4, backoff_s=0.001) as c:  # the library default keeps retrying
+        with pytest.raises(ConnectionFailed):
+            await c.get("x")
+    assert len(tried) > 2

@@ -8,9 +8,13 @@ The client side is exported lazily (`tqd.Client`, `tqd.Worker`, `tqd.NotFound`,
 from __future__ import annotations
 
 import importlib
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("tqd")  # the installed distribution's, so it never disagrees with pip
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from .client import (

@@ -18,7 +18,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         sp.add_argument(config.flag_name(f), dest=f.name, default=None, metavar=f.name.upper(),
                         help=f"{f.metadata.get('help', '')} (default {f.default}; "
                         f"env {config.env_name(f)})")
-    sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                    help="what the server logs to stderr (default info)")
     sp.set_defaults(func=_serve)
 
 
@@ -42,7 +43,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="tqd", description="tqd: a durable job queue server")
+    parser.add_argument("--version", action="version", version=f"tqd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     from . import commands

@@ -24,7 +24,7 @@ import random
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
 import msgspec
@@ -33,8 +33,8 @@ from msgspec import Struct
 from .protocol import AckLineResult, EnqueueResult, QueueStats
 
 __all__ = [
-    "DEFAULT_URL", "Client", "SyncClient", "Job", "JobError", "LeasedJob", "JobPage", "FailResult",
-    "EnqueueResult", "QueueStats", "AckLineResult",
+    "DEFAULT_URL", "Client", "SyncClient", "Job", "JobError", "LeasedJob", "JobPage", "QueuePage",
+    "FailResult", "EnqueueResult", "QueueStats", "AckLineResult", "base_url",
     "ClientError", "ConnectionFailed", "InvalidRequest", "InvalidJob", "InvalidQueue", "Unauthorized",
     "Forbidden", "NotFound", "MethodNotAllowed", "LeaseLost", "InvalidState", "PayloadTooLarge",
     "UnsupportedMediaType", "RateLimited", "NotReady", "StorageFull", "ServerError",
@@ -50,6 +50,25 @@ T = TypeVar("T")
 def _seg(name: str) -> str:
     """One URL path segment (queue names and ids are safe already; anything else is escaped)."""
     return quote(name, safe="")
+
+
+def base_url(url: str) -> str:
+    """A server base URL as given, with `http://` assumed when no scheme is (`127.0.0.1:7070`).
+
+    Raises ValueError at once for what can never work (another scheme, no host).
+    """
+    u = url.strip()
+    if "://" not in u:
+        u = "http://" + u
+    u = u.rstrip("/")
+    try:
+        parts = urlsplit(u)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as e:
+        raise ValueError(f"bad server URL {url!r}: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"bad server URL {url!r}: expected http://HOST:PORT")
+    return u
 
 
 # ---- errors -------------------------------------------------------------------
@@ -222,8 +241,9 @@ class FailResult(Struct):
     run_at: float | None = None
 
 
-class _QueueList(Struct):
+class QueuePage(Struct):
     queues: list[QueueStats]
+    next: str | None = None  # servers before queue paging send every queue and no cursor
 
 
 _enc = msgspec.json.Encoder()
@@ -232,7 +252,7 @@ _leased_dec = msgspec.json.Decoder(LeasedJob)
 _page_dec = msgspec.json.Decoder(JobPage)
 _enq_dec = msgspec.json.Decoder(EnqueueResult)
 _stats_dec = msgspec.json.Decoder(QueueStats)
-_qlist_dec = msgspec.json.Decoder(_QueueList)
+_qpage_dec = msgspec.json.Decoder(QueuePage)
 _ackline_dec = msgspec.json.Decoder(AckLineResult)
 _fail_dec = msgspec.json.Decoder(FailResult)
 _any_dec = msgspec.json.Decoder()
@@ -269,23 +289,28 @@ def job_body(type: str | None = None, payload: Any = None, *, priority: int | st
 class Client:
     """Async tqd client. Use as `async with Client(url) as c:` or call `await c.close()`.
 
-    `url` is one base URL or several (tried in order on connection errors);
-    `TQD_URL` / `TQD_TOKEN` are read when `url` / `token` are not given.
+    `url` is one base URL or several (tried in order on connection errors),
+    `http://` assumed when a URL has no scheme; `TQD_URL` / `TQD_TOKEN` are read
+    when `url` / `token` are not given. `retries` bounds resends of a call
+    (with backoff); `connect_retries` (default: `retries`) bounds the rounds
+    in which every URL refused the connection: 0 reports a server that is down
+    at once (the CLI does that).
     """
 
     def __init__(self, url: str | Sequence[str] | None = None, *, token: str | None = None,
-                 timeout_s: float = 30.0, retries: int = 4, backoff_s: float = 0.1,
-                 max_backoff_s: float = 5.0) -> None:
+                 timeout_s: float = 30.0, retries: int = 4, connect_retries: int | None = None,
+                 backoff_s: float = 0.1, max_backoff_s: float = 5.0) -> None:
         if url is None:
-            url = os.environ.get("TQD_URL", DEFAULT_URL)
+            url = os.environ.get("TQD_URL") or DEFAULT_URL
         urls = [url] if isinstance(url, str) else list(url)
         urls = [u.strip() for s in urls for u in s.split(",") if u.strip()]
         if not urls:
             raise ValueError("no server URL given")
-        self.urls = [u.rstrip("/") for u in urls]
+        self.urls = [base_url(u) for u in urls]
         self.token = token if token is not None else os.environ.get("TQD_TOKEN") or None
         self.timeout_s = timeout_s
         self.retries = retries
+        self.connect_retries = retries if connect_retries is None else connect_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._current = 0  # index of the URL that answered last
@@ -317,7 +342,8 @@ class Client:
                     params: Mapping[str, str] | None = None, idempotent: bool = True,
                     extra_timeout_s: float = 0.0, ok: tuple[int, ...] = (200, 201)) -> tuple[int, bytes]:
         """Send one API call; return (status, body) of a success, else raise a ClientError."""
-        attempt = 0
+        attempt = refused = 0
+        n = len(self.urls)
         while True:
             base = self.urls[self._current]
             try:
@@ -326,8 +352,9 @@ class Client:
             except aiohttp.ClientConnectorError as e:
                 # Nothing was sent: moving on to the next URL is safe for any call.
                 err: ClientError = ConnectionFailed(f"cannot connect to {base}: {e.os_error}")
-                self._current = (self._current + 1) % len(self.urls)
-                retryable = True
+                self._current = (self._current + 1) % n
+                refused += 1
+                retryable = refused % n != 0 or refused // n <= self.connect_retries
             except (TimeoutError, aiohttp.ClientError) as e:
                 err = ConnectionFailed(f"{method} {base}{path}: {type(e).__name__}: {e}")
                 retryable = idempotent
@@ -429,8 +456,36 @@ class Client:
         data = await self._json("POST", f"/v1/jobs/{_seg(id)}/retry", idempotent=False)
         return str(_any_dec.decode(data)["state"])
 
+    async def queues_page(self, *, limit: int | None = None, after: str | None = None) -> QueuePage:
+        """One page of queue stats by name; pass `page.next` as `after` for the next (server
+        default and most: 1000 per page)."""
+        params = {}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if after:
+            params["after"] = after
+        return _qpage_dec.decode(await self._json("GET", "/v1/queues", params=params or None))
+
     async def queues(self) -> list[QueueStats]:
-        return _qlist_dec.decode(await self._json("GET", "/v1/queues")).queues
+        """Stats of every queue (all pages)."""
+        out: list[QueueStats] = []
+        after: str | None = None
+        while True:
+            page = await self.queues_page(after=after)
+            out.extend(page.queues)
+            if page.next is None or not page.queues or page.next == after:
+                return out
+            after = page.next
+
+    async def delete_queue(self, name: str, *, force: bool = False) -> int:
+        """Delete a queue and its settings (paused); returns how many jobs went with it.
+
+        A queue that still holds jobs is refused (`InvalidState`) unless `force`,
+        which deletes all its jobs first, whatever their state.
+        """
+        data = await self._json("DELETE", f"/v1/queues/{_seg(name)}",
+                                params={"force": "true"} if force else None)
+        return int(_any_dec.decode(data).get("purged", 0))
 
     async def queue(self, name: str) -> QueueStats:
         return _stats_dec.decode(await self._json("GET", f"/v1/queues/{_seg(name)}"))
@@ -577,8 +632,14 @@ class SyncClient:
     def retry(self, id: str) -> str:
         return self._run(self._client.retry(id))
 
+    def queues_page(self, *, limit: int | None = None, after: str | None = None) -> QueuePage:
+        return self._run(self._client.queues_page(limit=limit, after=after))
+
     def queues(self) -> list[QueueStats]:
         return self._run(self._client.queues())
+
+    def delete_queue(self, name: str, *, force: bool = False) -> int:
+        return self._run(self._client.delete_queue(name, force=force))
 
     def queue(self, name: str) -> QueueStats:
         return self._run(self._client.queue(name))

@@ -1,9 +1,18 @@
 """Client subcommands of `tqd` (worker, enqueue, queues, job, jobs, ...), registered into the CLI.
 
-Every command takes `--url` (env TQD_URL, several comma-separated) and
-`--token` (env TQD_TOKEN). The client library is imported only when a client
-command runs, so `tqd serve` never loads it. A `ClientError` becomes one line
-on stderr and exit status 1; usage errors exit 2 (argparse).
+Every command takes `--url` (env TQD_URL, several comma-separated; `http://`
+is assumed when there is no scheme) and `--token` (env TQD_TOKEN). The client
+library is imported only when a client command runs, so `tqd serve` never
+loads it. An error becomes one line on stderr and an exit status:
+
+    0  done
+    1  the server refused the request (`tqd: not_found: ...`), or bad input
+    2  usage error (argparse)
+    3  no answer from the server: cannot connect, or the connection broke
+       (tried once per URL, no waiting: a CLI call against a server that is
+       down fails at once; `tqd worker --burst` gives up after the client's
+       retries)
+    130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -20,10 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import Client, Job
+    from .client import Client, Job, QueueStats
 
 Command = Callable[[argparse.Namespace], "Coroutine[Any, Any, int] | int"]
 STATES = ("queued", "scheduled", "active", "completed", "dead", "cancelled")
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,6 +84,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("queue")
     p.add_argument("--state", "-s", required=True, choices=("dead", "completed", "cancelled"))
 
+    qp = sub.add_parser("queue", help="manage one queue: tqd queue delete NAME",
+                        description="manage one queue")
+    qsub = qp.add_subparsers(dest="queue_command", required=True, metavar="{delete}")
+    p = _cmd(qsub, "delete", _delete_queue, "delete a queue (refused while it holds jobs unless --force)")
+    p.add_argument("queue")
+    p.add_argument("--force", action="store_true", help="delete its jobs too, whatever their state")
+
 
 class _IntermixedParser(argparse.ArgumentParser):
     """Lets options stand between positionals: `tqd enqueue q --type t '{"a": 1}'`."""
@@ -97,34 +114,34 @@ def _cmd(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, fn
         p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
     finally:
         sub._parser_class = cls
-    default_url = None if name == "worker" else os.environ.get("TQD_URL", "http://127.0.0.1:7070")
-    p.add_argument("--url", default=default_url,
-                   help="server URL(s), comma-separated (env TQD_URL, default http://127.0.0.1:7070)")
+    p.add_argument("--url", help="server URL(s), comma-separated (env TQD_URL, default "
+                   "http://127.0.0.1:7070)")
     p.add_argument("--token", default=os.environ.get("TQD_TOKEN"), help="bearer token (env TQD_TOKEN)")
     p.set_defaults(func=lambda args: _main(fn, args))
     return p
 
 
 def _main(fn: Command, args: argparse.Namespace) -> int:
-    from .client import ClientError
+    from .client import ClientError, ConnectionFailed
 
     try:
         rc = fn(args)
         return rc if isinstance(rc, int) else asyncio.run(rc)
-    except ClientError as e:
+    except ConnectionFailed as e:
         print(f"tqd: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, OSError) as e:
+        return EXIT_UNREACHABLE
+    except (ClientError, ValueError, OSError) as e:
         print(f"tqd: {e}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _client(args: argparse.Namespace) -> Client:
     from .client import Client
 
-    return Client(args.url, token=args.token)
+    # One connection attempt per URL: a server that is down is reported at once.
+    return Client(args.url, token=args.token, connect_retries=0)
 
 
 def _console() -> Any:
@@ -317,7 +334,9 @@ async def _jobs(args: argparse.Namespace) -> int:
     if args.json:
         return 0
     t = Table(title=f"jobs in {args.queue}" + (f" ({args.state})" if args.state else ""))
-    for col in ("id", "type", "state", "prio", "attempt", "created", "last error"):
+    # Ids are never shortened (they are for pasting into `tqd job ID`): the other columns give way.
+    t.add_column("id", no_wrap=True, min_width=max((len(r[0]) for r in rows), default=2))
+    for col in ("type", "state", "prio", "attempt", "created", "last error"):
         t.add_column(col)
     for r in rows:
         t.add_row(*(Text(v) for v in r))
@@ -346,17 +365,35 @@ async def _redrive(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _pause(args: argparse.Namespace) -> int:
+def _unknown(s: QueueStats) -> bool:
+    """A queue that never had a job and holds no setting: pausing it is likely a typo."""
+    return not s.paused and s.enqueued_total == 0 and not any(
+        (s.queued, s.scheduled, s.active, s.dead, s.completed, s.cancelled))
+
+
+async def _pause_or_resume(args: argparse.Namespace, pause: bool) -> int:
     async with _client(args) as c:
-        s = await c.pause(args.queue)
-    print(f"{s.name}: paused ({s.queued} queued)")
+        new = _unknown(await c.queue(args.queue))
+        s = await (c.pause(args.queue) if pause else c.resume(args.queue))
+    print(f"{s.name}: {'paused' if pause else 'resumed'} ({s.queued} queued)")
+    if new:
+        print(f"tqd: warning: queue {s.name!r} has never had a job (a typo?); "
+              f"`tqd queue delete {s.name}` removes it", file=sys.stderr)
     return 0
 
 
+async def _pause(args: argparse.Namespace) -> int:
+    return await _pause_or_resume(args, True)
+
+
 async def _resume(args: argparse.Namespace) -> int:
+    return await _pause_or_resume(args, False)
+
+
+async def _delete_queue(args: argparse.Namespace) -> int:
     async with _client(args) as c:
-        s = await c.resume(args.queue)
-    print(f"{s.name}: resumed ({s.queued} queued)")
+        n = await c.delete_queue(args.queue, force=args.force)
+    print(f"{args.queue}: deleted" + (f" with {n} job(s)" if n else ""))
     return 0
 
 
