@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import lmdb
 import pytest
 from _http import Api, running
 from test_writer_process import children
@@ -20,6 +21,7 @@ from test_writer_process import children
 from tqd import records as r
 from tqd.config import Settings
 from tqd.core import Core
+from tqd.errors import StorageFull
 from tqd.store import Store
 from tqd.writer import PARKED, Parked, Writer
 
@@ -89,3 +91,55 @@ def test_writer_memory_stays_flat_under_long_polls_on_random_queues(tmp_path: Pa
         after = _writer_rss_kb(srv.proc.pid)
         # before the fix: ~100 kB per request (1 GB here); a waiting list per name stayed
         assert after - before < 16 * 1024, (before, after)
+
+
+class _Txn:
+    """An LMDB transaction whose commit fails as the file system made it fail."""
+
+    def __init__(self, txn: object, exc: BaseException) -> None:
+        self._txn, self._exc = txn, exc
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._txn, name)
+
+    def commit(self) -> None:
+        self._txn.abort()  # type: ignore[attr-defined]
+        raise self._exc
+
+
+class _FailingCommit:
+    """Makes the next commits of a writer's store fail with `exc`."""
+
+    def __init__(self, w: Writer, exc: BaseException) -> None:
+        self.w, self.exc, self.real = w, exc, w.store.write
+
+    def __enter__(self) -> None:
+        def write(*a: object) -> object:
+            tx = self.real(*a)  # type: ignore[arg-type]
+            tx.txn = _Txn(tx.txn, self.exc)
+            return tx
+        self.w.store.write = write  # type: ignore[method-assign,assignment]
+
+    def __exit__(self, *exc: object) -> None:
+        self.w.store.write = self.real  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("exc", [lmdb.Error("mdb_txn_commit: Input/output error"),
+                                 RuntimeError("a bug at commit")])
+def test_a_long_poll_in_a_failed_batch_is_never_served_later(writer: Writer,
+                                                             exc: BaseException) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        p = Parked(["p"], 1, None, None, loop.create_future())
+        enq = r.Enqueue(1000.0, "x", [r.NewJob(None, None, b"1", 5, None, 3, 30.0, None)])
+        with _FailingCommit(writer, exc):
+            try:
+                results, _, _ = writer.apply_batch([(p, p.fut), (enq, None)])
+                assert all(isinstance(x, StorageFull) for x in results), results  # the disk
+            except RuntimeError:
+                pass  # a bug: the caller answers every request of the batch with a 500
+        _, served, _ = writer.apply_batch([(r.Enqueue(1001.0, "p", [
+            r.NewJob(None, None, b"2", 5, None, 3, 30.0, None)]), None)])
+        assert served == []  # the job stays queued for a live worker
+    finally:
+        loop.close()

@@ -47,6 +47,10 @@ _meta_dec = msgspec.msgpack.Decoder(Meta)
 _DBS = ("spec", "state", "extra", "ready", "due", "qidx", "dead", "keys", "log", "qstat", "meta")
 
 
+class StorageFailed(Exception):
+    """A commit failed in the filesystem (full, or an I/O error): LMDB kept the last commit."""
+
+
 def _qp(queue: str) -> bytes:
     return queue.encode() + b"\x00"
 
@@ -372,7 +376,10 @@ class Tx(ReadTx):
         self.txn.put(b"meta", _enc.encode(self.meta), db=self._meta)
 
     def commit(self) -> None:
-        self.txn.commit()
+        try:
+            self.txn.commit()
+        except lmdb.Error as e:  # ENOSPC, or EIO as a full tmpfs reports it: nothing committed
+            raise StorageFailed(str(e)) from e
 
     def abort(self) -> None:
         self.txn.abort()

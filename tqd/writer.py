@@ -41,7 +41,7 @@ from .clock import Clock, SystemClock
 from .core import Core
 from .errors import Internal, StorageFull, TqdError
 from .records import Meta, QStat
-from .store import Store, Tx
+from .store import StorageFailed, Store, Tx
 
 log = logging.getLogger("tqd.writer")
 _STOP = object()
@@ -131,6 +131,7 @@ class Writer:
         # that timed out or was served stays in the deques of its other queues until a sweep
         self._parked_added = 0
         self._parked_kept = 0
+        self._full_since: float | None = None  # storage full since (monotonic), None = not
         self._parking = True  # False once draining: answer empty instead of waiting
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -264,12 +265,8 @@ class Writer:
         batch's served list)."""
         try:
             return self._apply(batch)
-        except (lmdb.MapFullError, lmdb.DiskError) as e:
+        except (lmdb.MapFullError, lmdb.DiskError, StorageFailed) as e:
             return self._full(batch, e)
-        except lmdb.Error as e:
-            if "No space" in str(e) or "ENOSPC" in str(e):
-                return self._full(batch, e)
-            raise
         except _Unexpected:
             if len(batch) == 1:
                 raise
@@ -283,18 +280,25 @@ class Writer:
                 results.append(res[0])
                 served += s
                 commit.merge(c)
+            except (lmdb.MapFullError, lmdb.DiskError, StorageFailed) as e:
+                results += self._full([item], e)[0]
             except Exception as e:  # noqa: BLE001
                 log.exception("op failed: %r", item[0])
                 results.append(Internal(f"internal error: {e}"))
         return results, served, commit
 
     def _full(self, batch: Batch, e: Exception) -> tuple[list[Any], Served, Commit]:
-        log.error("storage full: %s", e)
-        with self._plock:
-            for item, _ in batch:
-                if isinstance(item, Parked):
-                    item.cancelled = True  # it gets the 507; never serve it later
-        return [StorageFull("storage is full; reads still work")] * len(batch), [], Commit()
+        """The store could not take the batch (map full, disk full, or the disk failed on
+        commit): nothing of it was written; each request gets 507. Logged once per episode
+        (until a commit succeeds again), not once per request."""
+        if self._full_since is None:
+            self._full_since = time.monotonic()
+            log.error("storage full or failing, writes refused until it has room: %s", e)
+        if isinstance(e, lmdb.MapFullError):
+            msg = "storage is full (the store reached --map-size-bytes); reads still work"
+        else:
+            msg = f"storage is full or failing ({e}); reads still work"
+        return [StorageFull(msg)] * len(batch), [], Commit()
 
     def _op(self, tx: Tx, op: r.Op) -> Any:
         """Apply one op; log it if it changed anything. TqdError: nothing changed."""
@@ -373,6 +377,10 @@ class Writer:
                 tx.log_truncate(self.log_keep_entries, self.log_keep_bytes)
                 tx.finish()
                 tx.commit()  # fsync: only now may anyone be told
+                if self._full_since is not None:
+                    log.warning("storage has room again after %.1f s; writes go on",
+                                time.monotonic() - self._full_since)
+                    self._full_since = None
                 self.meta = tx.meta
                 self.qstats.update(tx.dirty_qstats)
                 commit.min_due_ms = tx.min_due_ms
@@ -382,10 +390,13 @@ class Writer:
                 tx.abort()
         except BaseException:
             tx.abort()
-            with self._plock:  # their leases were not committed: back to the front
-                for q, p in reversed(claimed):
+            with self._plock:
+                for q, p in reversed(claimed):  # their leases were not committed: back to the front
                     p.claimed = False
                     self._parked.setdefault(q, deque()).appendleft(p)
+                for item, _ in batch:
+                    if isinstance(item, Parked):  # it gets this batch's error: never serve it later
+                        item.cancelled = True
             raise
         self.stats.batches += 1
         self.stats.ops += len(batch)
