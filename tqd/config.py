@@ -50,6 +50,11 @@ class Settings:
     )
     max_batch_ops: int = field(default=2000, metadata={"help": "ops in one group commit"})
     drain_timeout_s: float = field(default=10.0, metadata={"help": "grace period on SIGTERM"})
+    write_deadline_s: float = field(
+        default=30.0,
+        metadata={"help": "a write not answered by the writer within this gets 503 (it may "
+                          "still commit); /readyz fails while the writer is this late"},
+    )
     writer: str = field(
         default="process",
         metadata={"help": "where the LMDB writer runs: process (its own core) or thread"},
@@ -68,7 +73,7 @@ def _problems(s: Settings) -> list[str]:
     out = []
     if not 0 <= s.port <= 65535:
         out.append(f"port must be 0..65535, got {s.port}")
-    for name in ("lease_timeout_s", "backoff_max_s", "drain_timeout_s"):
+    for name in ("lease_timeout_s", "backoff_max_s", "drain_timeout_s", "write_deadline_s"):
         if not getattr(s, name) > 0:
             out.append(f"{name} must be > 0")
     for name in ("backoff_base_s", "retention_s", "key_window_s"):
