@@ -324,8 +324,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if svc(request).draining:
-        return reply({"ready": False, "role": "standalone", "reason": "draining"}, 503)
+    reason = svc(request).not_ready_reason()
+    if reason is not None:
+        return reply({"ready": False, "role": "standalone", "reason": reason}, 503)
     return reply({"ready": True, "role": "standalone"})
 
 
