@@ -24,7 +24,7 @@ from . import records as r
 from .clock import Clock, SystemClock
 from .config import Settings
 from .core import AckOutcome, Core, ms
-from .errors import InvalidRequest, TqdError
+from .errors import InvalidRequest, NotReady, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueueStats
 from .store import Store
 from .writer import Commit, Writer, WriterApi
@@ -132,6 +132,10 @@ class QueueService:
             self.writer = self._remote = RemoteWriter(writer, self._on_commit)
         self.draining = False
         self.timer = LoopState("timers")
+        self.watchdog = LoopState("write-deadline")
+        # writes waiting for the writer: future -> when sent (monotonic), oldest first
+        self._pending: dict[asyncio.Future[Any], float] = {}
+        self._watchdog_task: asyncio.Task[None] | None = None
         self._next_due_ms: int | None = None
         self._timer_wake: asyncio.Event | None = None
         self._timer_task: asyncio.Task[None] | None = None
@@ -149,6 +153,7 @@ class QueueService:
             self._next_due_ms = t.first_due_ms()
         self._timer_wake = asyncio.Event()
         self._timer_task = asyncio.create_task(self._timer_loop(), name="tqd-timers")
+        self._watchdog_task = asyncio.create_task(self._watchdog_loop(), name="tqd-write-deadline")
 
     @property
     def writer_lost(self) -> bool:
@@ -160,14 +165,36 @@ class QueueService:
         self.draining = True
         self.writer.unpark_all()
 
+    def not_ready_reason(self) -> str | None:
+        """Why this node cannot take writes now (None: it can)."""
+        if self.draining:
+            return "draining"
+        if self.writer_lost or (self._remote is not None and self._remote.closed):
+            return "the writer process is gone"
+        age = self.oldest_write_age()
+        if age > self.stall_s:
+            return f"the writer has not answered a write for {age:.1f} s"
+        return None
+
+    @property
+    def stall_s(self) -> float:
+        """How late a write may be before /readyz says the writer is stuck."""
+        return min(5.0, self.s.write_deadline_s)
+
+    def oldest_write_age(self) -> float:
+        for t in self._pending.values():
+            return time.monotonic() - t
+        return 0.0
+
     async def stop(self) -> None:
         self.begin_drain()
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-            try:
-                await self._timer_task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._timer_task, self._watchdog_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         await self.writer.stop()
         self.store.close()
         os.close(self._lock_fd)
@@ -178,6 +205,32 @@ class QueueService:
             if self._timer_wake is not None:
                 self._timer_wake.set()
 
+    async def _watchdog_loop(self) -> None:
+        """Fail the writes the writer has not answered within write_deadline_s with 503: a
+        stuck disk must not hold requests (and their connections) forever."""
+        deadline = self.s.write_deadline_s
+        while True:
+            await asyncio.sleep(min(0.5, deadline / 4))
+            self.watchdog.runs += 1
+            self.watchdog.last_run = time.time()
+            now = time.monotonic()
+            for fut, t in list(self._pending.items()):
+                if now - t < deadline:
+                    break
+                if not fut.done():
+                    self.watchdog.errors += 1
+                    fut.set_exception(NotReady(
+                        f"the writer did not answer within {deadline:g} s; the write may "
+                        "still be applied later (check before retrying it)"))
+
+    async def _await_writer(self, fut: asyncio.Future[Any]) -> Any:
+        """Wait for a writer answer, under the write deadline."""
+        self._pending[fut] = time.monotonic()
+        try:
+            return await fut
+        finally:
+            del self._pending[fut]
+
     async def _timer_loop(self) -> None:
         assert self._timer_wake is not None
         while True:
@@ -185,7 +238,7 @@ class QueueService:
             due = self._next_due_ms
             if due is not None and due <= ms(now):
                 try:
-                    taken = await self.writer.submit(r.Tick(now, TICK_LIMIT))
+                    taken = await self._submit(r.Tick(now, TICK_LIMIT))
                     self.timer.runs += 1
                     self.timer.last_run = time.time()
                 except TqdError as e:
@@ -208,7 +261,7 @@ class QueueService:
     # ---- writes ----------------------------------------------------------------
 
     async def _submit(self, op: r.Op) -> Any:
-        return await self.writer.submit(op)
+        return await self._await_writer(self.writer.submit(op))
 
     async def enqueue(self, queue: str, jobs: list[r.NewJob]) -> list[EnqueueResult]:
         res: list[EnqueueResult] = await self._submit(r.Enqueue(self.clock.now(), queue, jobs))
@@ -230,7 +283,7 @@ class QueueService:
         except TimeoutError:
             if self.writer.unpark(parked):
                 return []
-            return await parked.fut  # type: ignore[no-any-return]  # being served right now
+            return await self._await_writer(parked.fut)  # type: ignore[no-any-return]  # being served
         except asyncio.CancelledError:  # the client went away
             self.writer.unpark(parked)  # if it was being served, those leases will expire
             raise

@@ -37,7 +37,7 @@ import msgspec
 from . import records as r
 from .config import Settings
 from .core import AckOutcome, Core
-from .errors import BY_CODE, Internal, TqdError
+from .errors import BY_CODE, Internal, NotReady, TqdError
 from .protocol import EnqueueResult
 from .store import Store
 from .writer import PARKED, Commit, Parked, Writer
@@ -360,10 +360,14 @@ class RemoteWriter(asyncio.Protocol):
             self._send(ParkMsg(rid, queues, max_jobs, worker, timeout))
         return RemoteParked(rid, fut)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None and self._closed.done()
+
     def _gone(self, fut: asyncio.Future[Any]) -> bool:
         """After the socket closed nothing can be answered: fail at once, do not wait."""
-        if self._closed is not None and self._closed.done():
-            fut.set_exception(Internal("the writer process is gone"))
+        if self.closed:
+            fut.set_exception(NotReady("the writer process is gone; this server is stopping"))
             return True
         return False
 
@@ -432,8 +436,9 @@ class RemoteWriter(asyncio.Protocol):
         self._transport = None
         pending, self._pending = self._pending, {}
         for fut, _ in pending.values():
-            if not fut.done():
-                fut.set_exception(Internal("the writer process is gone"))
+            if not fut.done():  # it may or may not have committed: 503, as for a timeout
+                fut.set_exception(NotReady("the writer process is gone; this server is "
+                                           "stopping (the write may have been applied)"))
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
         if not self._stopping:

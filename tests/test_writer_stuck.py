@@ -1,0 +1,77 @@
+"""A writer that stops answering (a stuck disk: here SIGSTOP) or dies under load.
+
+Writes get 503 not_ready after the write deadline instead of hanging, /readyz
+says why, and requests in flight when the writer dies get 503, not 500.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _http import Api, Resp, assert_error
+from conftest import ServerProcess
+from test_writer_process import children
+
+
+def _until(pred: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("condition never held")
+
+
+def _in_thread(f: Any) -> tuple[threading.Thread, list[Resp]]:
+    out: list[Resp] = []
+    t = threading.Thread(target=lambda: out.append(f()))
+    t.start()
+    return t, out
+
+
+def test_stuck_writer_gives_503_and_readyz_fails(server_factory: type[ServerProcess],
+                                                 tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "data", "--write-deadline-s", "1").start()
+    assert s.proc is not None
+    api = Api(s.url)
+    assert api.request("GET", "/readyz").status == 200
+    (writer,) = children(s.proc.pid)
+    os.kill(writer, signal.SIGSTOP)
+    try:
+        t, got = _in_thread(lambda: api.enqueue("q", {"payload": 1}))
+        ready = _until(lambda: (r := api.request("GET", "/readyz")).status == 503 and r)
+        assert "writer" in ready.json()["reason"], ready
+        t.join(15)
+        assert_error(got[0], 503, "not_ready")
+        t2, got2 = _in_thread(lambda: api.lease(["q"], wait=0.5))  # a long-poll, too
+        t2.join(15)
+        assert_error(got2[0], 503, "not_ready")
+        assert api.request("GET", "/healthz").status == 200  # the process still serves
+    finally:
+        os.kill(writer, signal.SIGCONT)
+    _until(lambda: api.request("GET", "/readyz").status == 200)
+    assert api.enqueue("q", {"payload": 2}).status == 201
+    assert s.stop() == 0
+    assert b"Traceback" not in s.log, s.log.decode(errors="replace")
+
+
+def test_requests_in_flight_when_the_writer_dies_get_503(server_factory: type[ServerProcess],
+                                                         tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "data").start()
+    assert s.proc is not None
+    api = Api(s.url)
+    (writer,) = children(s.proc.pid)
+    os.kill(writer, signal.SIGSTOP)
+    threads = [_in_thread(lambda: api.enqueue("q", {"payload": 1})) for _ in range(5)]
+    time.sleep(0.3)  # let them reach the writer's socket (none can be answered while stopped)
+    os.kill(writer, signal.SIGKILL)
+    for t, got in threads:
+        t.join(15)
+        assert_error(got[0], 503, "not_ready")
+    assert s.stop() == 1  # the server stops when its writer is gone
