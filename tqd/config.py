@@ -38,6 +38,11 @@ class Settings:
     max_payload_bytes: int = field(default=1 * MiB, metadata={"help": "limit of one job body"})
     max_bulk_lines: int = field(default=10_000, metadata={"help": "lines in one bulk enqueue"})
     max_bulk_bytes: int = field(default=64 * MiB, metadata={"help": "bytes in one bulk body"})
+    max_lease_bytes: int = field(
+        default=16 * MiB,
+        metadata={"help": "a lease answer stops adding jobs past this many bytes (at least "
+                          "one job always goes): bounds the memory and time of one lease"},
+    )
     max_errors_kept: int = field(default=20, metadata={"help": "error log entries kept per job"})
     map_size_bytes: int = field(
         default=32 * GiB, metadata={"help": "LMDB map size (the store's size limit)"}
@@ -80,7 +85,7 @@ def _problems(s: Settings) -> list[str]:
         if not getattr(s, name) >= 0:
             out.append(f"{name} must be >= 0")
     for name in ("max_attempts", "max_payload_bytes", "max_bulk_lines", "max_bulk_bytes",
-                 "max_errors_kept", "log_keep_entries", "log_keep_bytes", "max_batch_ops"):
+                 "max_errors_kept", "max_lease_bytes", "log_keep_entries", "log_keep_bytes", "max_batch_ops"):
         if getattr(s, name) < 1:
             out.append(f"{name} must be >= 1")
     if s.writer not in ("process", "thread"):
