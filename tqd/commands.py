@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--priority", "-p", help="0..9 or high/normal/low")
     p.add_argument("--delay", type=float, metavar="S", help="run no earlier than S seconds from now")
     p.add_argument("--key", help="idempotency key")
+    p.add_argument("--id", help="your own job id ([A-Za-z0-9_.:-], at most 128); enqueued once")
     p.add_argument("--max-attempts", type=int)
     p.add_argument("--timeout", type=float, metavar="S", help="lease length")
     p.add_argument("--file", "-f", type=Path, help="NDJSON file of job objects ('-' for stdin)")
@@ -220,7 +221,7 @@ async def _enqueue(args: argparse.Namespace) -> int:
     prio: int | str | None = int(raw) if raw is not None and raw.isdigit() else raw
     async with _client(args) as c:
         r = await c.enqueue(args.queue, args.type, payload, priority=prio, delay=args.delay, key=args.key,
-                            max_attempts=args.max_attempts, timeout=args.timeout)
+                            max_attempts=args.max_attempts, timeout=args.timeout, id=args.id)
     print(json.dumps({"id": r.id, "state": r.state, "created": r.created}))
     return 0
 
