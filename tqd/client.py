@@ -466,12 +466,12 @@ class Client:
             params["after"] = after
         return _qpage_dec.decode(await self._json("GET", "/v1/queues", params=params or None))
 
-    async def queues(self) -> list[QueueStats]:
-        """Stats of every queue (all pages)."""
+    async def queues(self, *, page_size: int | None = None) -> list[QueueStats]:
+        """Stats of every queue by name, fetched `page_size` at a time (default: the server's)."""
         out: list[QueueStats] = []
         after: str | None = None
         while True:
-            page = await self.queues_page(after=after)
+            page = await self.queues_page(limit=page_size, after=after)
             out.extend(page.queues)
             if page.next is None or not page.queues or page.next == after:
                 return out
@@ -635,8 +635,8 @@ class SyncClient:
     def queues_page(self, *, limit: int | None = None, after: str | None = None) -> QueuePage:
         return self._run(self._client.queues_page(limit=limit, after=after))
 
-    def queues(self) -> list[QueueStats]:
-        return self._run(self._client.queues())
+    def queues(self, *, page_size: int | None = None) -> list[QueueStats]:
+        return self._run(self._client.queues(page_size=page_size))
 
     def delete_queue(self, name: str, *, force: bool = False) -> int:
         return self._run(self._client.delete_queue(name, force=force))
