@@ -262,6 +262,7 @@ class Core:
     def lease(self, tx: Tx, op: r.Lease) -> list[LeasedJob]:
         out: list[LeasedJob] = []
         due: dict[int, list[str]] = {}  # expiry ms -> ids: one due entry per group
+        size, full = 0, False  # answer bytes so far; past op.max_bytes
         for queue in op.queues:
             peek = tx.peek_qstat(queue)
             if peek is None or peek.paused or peek.queued == 0:
@@ -270,6 +271,9 @@ class Core:
             for prio, jid in tx.ready_take(queue, op.max - len(out)):
                 spec, st = tx.get_spec(jid), tx.get_state(jid)
                 assert spec is not None and st is not None, f"ready entry without job {jid}"
+                if full:  # taken past the bound: back where it was, same place in line
+                    tx.ready_put(queue, prio, st.ready_seq, ms(st.run_at or op.now), jid)
+                    continue
                 qs.by_prio[prio] -= 1
                 qs.active += 1
                 expires = op.now + (op.timeout if op.timeout is not None else spec.timeout)
@@ -282,7 +286,10 @@ class Core:
                 rec = self.record(tx, jid, spec, st, cls=LeasedJob)
                 rec.lease = st.token
                 out.append(rec)
-            if len(out) >= op.max:
+                if op.max_bytes:
+                    size += _RECORD_ROOM + len(spec.payload) + _extras_size(rec)
+                    full = size >= op.max_bytes
+            if len(out) >= op.max or full:
                 break
         self._put_due(tx, due, r.DUE_LEASE)
         return out
@@ -478,6 +485,21 @@ class Core:
     def get(self, tx: ReadTx, jid: str) -> JobRecord:
         spec, st = self._load(tx, jid)
         return self.record(tx, jid, spec, st)  # type: ignore[no-any-return]
+
+
+_RECORD_ROOM = 400  # a leased record's JSON beyond its payload, result, progress and errors
+
+
+def _extras_size(rec: JobRecord) -> int:
+    """Bytes of a record's result, progress and error log (usually none)."""
+    n = 0
+    if rec.result is not None:
+        n += len(rec.result)
+    if rec.progress is not None:
+        n += len(rec.progress)
+    for e in rec.errors:
+        n += 64 + len(e.error) + len(e.details or "")
+    return n
 
 
 def _take(it: Any, n: int) -> list[Any]:

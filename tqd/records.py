@@ -114,6 +114,7 @@ class Lease(Struct, tag="lease", array_like=True):
     worker: str | None
     timeout: float | None
     salt: int
+    max_bytes: int = 0  # stop adding jobs once the answer is this big (0: no bound)
 
 
 class AckItem(Struct, array_like=True):

@@ -274,7 +274,8 @@ class QueueService:
         if self.draining:
             return []
         if wait <= 0:
-            op = r.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32))
+            op = r.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32),
+                         self.s.max_lease_bytes)
             jobs: list[LeasedJob] | list[msgspec.Raw] = await self._submit(op)
             return jobs
         parked = self.writer.park(queues, max_jobs, worker, timeout)

@@ -318,7 +318,8 @@ class Writer:
         return res
 
     def _lease(self, tx: Tx, p: Parked) -> Any:
-        op = r.Lease(self.clock.now(), p.queues, p.max, p.worker, p.timeout, random.getrandbits(32))
+        op = r.Lease(self.clock.now(), p.queues, p.max, p.worker, p.timeout, random.getrandbits(32),
+                     self.core.s.max_lease_bytes)
         return self._op(tx, op)
 
     def _first_lease(self, tx: Tx, p: Parked) -> Any:

@@ -9,11 +9,17 @@ parallel with the event loop, on its own core.
 
 ``spawn`` forks the child before the event loop starts; the child opens LMDB
 (creating it on first use), says READY, then applies what the parent sends:
-frames of messages (ops, long-poll parks and unparks, stop), every message
-of a frame in one batch (the same ``Writer.apply_batch`` the thread uses: one
-transaction, one fsync). Each reply frame carries the batch's results,
-JSON-encoded (results carry raw JSON payloads), and the earliest due time the
-batch wrote. Parked long-polls wait in the child, as they do in the thread.
+frames of messages (ops, long-poll parks and unparks, stop). All messages
+waiting form one round: its small writes go in transactions of up to
+``max_batch_ops`` (the same ``Writer.apply_batch`` the thread uses: one
+transaction, one fsync), then each big bulk enqueue in one of its own, and
+each transaction is answered as soon as it is committed. A reply frame
+carries the transaction's results, JSON-encoded (a lease's jobs as raw JSON,
+passed through), and the earliest due time it wrote. Parked long-polls wait
+in the child, as they do in the thread.
+
+A message or an answer that does not decode fails that request with a 500
+and one log line; the link, and every other request on it, go on.
 
 The child ignores SIGINT/SIGTERM (the parent drains and then sends STOP) and
 exits when the parent's socket closes, so a parent killed with SIGKILL takes
@@ -231,16 +237,18 @@ def _rid_of(raw: msgspec.Raw) -> int:
 
 
 def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.socket) -> bool:
-    """Apply one round of messages; send one reply frame. True on STOP."""
+    """Apply one round of messages, answering each transaction as soon as it is committed.
+    True on STOP."""
     out: list[tuple[int, int, bytes]] = []
-    batch: Writer.Batch = []
+    small: Writer.Batch = []
+    big: Writer.Batch = []
     unparks: list[int] = []
     stop = unpark_all = False
     for m in msgs:
         if isinstance(m, OpMsg):
-            batch.append((m.op, m.rid))
+            (big if _is_big(m.op) else small).append((m.op, m.rid))
         elif isinstance(m, ParkMsg):
-            batch.append((Parked(m.queues, m.max, m.worker, m.timeout, m.rid), m.rid))  # type: ignore[arg-type]
+            small.append((Parked(m.queues, m.max, m.worker, m.timeout, m.rid), m.rid))  # type: ignore[arg-type]
         elif isinstance(m, UnparkMsg):
             unparks.append(m.rid)
         elif isinstance(m, UnparkAllMsg):
@@ -251,7 +259,15 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
                 out.append((m.rid, ERR, _json.encode(Internal(m.message).to_wire())))
         else:
             stop = True
-    due = _apply(w, batch, parked, out)
+    # Small writes first, in transactions of up to max_batch_ops, each answered at once; then
+    # each big bulk alone. Requests of one round came concurrently (no order among them), so
+    # a 64 MiB bulk that arrived with them need not hold their answers for its own commit.
+    chunks = [small[i:i + w.max_batch_ops] for i in range(0, len(small), w.max_batch_ops)]
+    for chunk in chunks + [[b] for b in big]:
+        due = _apply(w, chunk, parked, out)
+        if out or due is not None:
+            sock.sendall(_frame(_msgs_enc.encode((due, out))))
+            out = []
     for rid in unparks:  # after the batch: a park and its unpark may share a frame
         p = parked.pop(rid, None)
         if p is not None and w.unpark(p):
@@ -260,32 +276,38 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
         for p in w.stop_parking():
             parked.pop(p.fut, None)  # type: ignore[call-overload]
             out.append((p.fut, OK, b"[]"))  # type: ignore[arg-type]
-    if out or due is not None:
-        sock.sendall(_frame(_msgs_enc.encode((due, out))))
+    if out:
+        sock.sendall(_frame(_msgs_enc.encode((None, out))))
     return stop
 
 
-def _apply(w: Writer, batch: Writer.Batch, parked: dict[int, Parked],
+BIG_OP_JOBS = 1000  # an enqueue of more jobs than this is big: it gets its own transaction
+BIG_OP_BYTES = 1 << 20  # ... or of more payload bytes than this
+
+
+def _is_big(op: r.Op) -> bool:
+    if type(op) is not r.Enqueue or len(op.jobs) == 1:
+        return False
+    return len(op.jobs) > BIG_OP_JOBS or sum(len(j.payload) for j in op.jobs) > BIG_OP_BYTES
+
+
+def _apply(w: Writer, chunk: Writer.Batch, parked: dict[int, Parked],
            out: list[tuple[int, int, bytes]]) -> int | None:
-    """Apply in chunks of max_batch_ops; answers go to out. Returns the earliest due ms."""
-    total = Commit()
-    for i in range(0, len(batch), w.max_batch_ops):
-        chunk = batch[i:i + w.max_batch_ops]
-        try:
-            results, served, commit = w.apply_batch(chunk)
-        except BaseException as e:  # noqa: BLE001 - a writer must never die silently
-            log.exception("writer batch failed")
-            results, served, commit = [Internal(str(e))] * len(chunk), [], Commit()
-        for (item, rid), res in zip(chunk, results, strict=True):
-            if res is PARKED:
-                parked[rid] = item
-            else:
-                out.append(_result(rid, res))
-        for rid, res in served:
-            parked.pop(rid, None)  # type: ignore[call-overload]
-            out.append(_result(rid, res))  # type: ignore[arg-type]
-        total.merge(commit)
-    return total.min_due_ms
+    """Apply one transaction; answers go to out. Returns the earliest due ms it wrote."""
+    try:
+        results, served, commit = w.apply_batch(chunk)
+    except BaseException as e:  # noqa: BLE001 - a writer must never die silently
+        log.exception("writer batch failed")
+        results, served, commit = [Internal(str(e))] * len(chunk), [], Commit()
+    for (item, rid), res in zip(chunk, results, strict=True):
+        if res is PARKED:
+            parked[rid] = item
+        else:
+            out.append(_result(rid, res))
+    for rid, res in served:
+        parked.pop(rid, None)  # type: ignore[call-overload]
+        out.append(_result(rid, res))  # type: ignore[arg-type]
+    return commit.min_due_ms
 
 
 def _result(rid: int, res: Any) -> tuple[int, int, bytes]:
