@@ -55,6 +55,29 @@ class Settings:
     )
     max_batch_ops: int = field(default=2000, metadata={"help": "ops in one group commit"})
     drain_timeout_s: float = field(default=10.0, metadata={"help": "grace period on SIGTERM"})
+    header_timeout_s: float = field(
+        default=10.0,
+        metadata={"help": "time to send a request's headers, from connect or the request's first "
+                  "byte; then 408 and close (slow-header clients hold a connection each)"},
+    )
+    body_timeout_s: float = field(
+        default=30.0,
+        metadata={"help": "longest wait for more body bytes, and the base of the body deadline; "
+                  "then 408 and close (stalled uploads)"},
+    )
+    body_min_rate_bytes_s: int = field(
+        default=16 * 1024,
+        metadata={"help": "the body deadline grows by 1 s per this many bytes received, so a "
+                  "trickle cannot hold a connection for hours (0: idle timeout only)"},
+    )
+    keepalive_timeout_s: float = field(
+        default=75.0, metadata={"help": "idle keep-alive connections are closed after this"}
+    )
+    max_connections: int = field(
+        default=0,
+        metadata={"help": "open connections at most; more are closed at once with 503 "
+                  "(0: the file descriptor limit less 100 kept for the store and logs)"},
+    )
     write_deadline_s: float = field(
         default=30.0,
         metadata={"help": "a write not answered by the writer within this gets 503 (it may "
@@ -88,6 +111,9 @@ def _problems(s: Settings) -> list[str]:
                  "max_errors_kept", "max_lease_bytes", "log_keep_entries", "log_keep_bytes", "max_batch_ops"):
         if getattr(s, name) < 1:
             out.append(f"{name} must be >= 1")
+    for name in ("body_min_rate_bytes_s", "max_connections"):
+        if getattr(s, name) < 0:
+            out.append(f"{name} must be >= 0")
     if s.writer not in ("process", "thread"):
         out.append(f"writer must be process or thread, got {s.writer!r}")
     if s.map_size_bytes < 64 * 1024:

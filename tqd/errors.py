@@ -11,11 +11,22 @@ from typing import Any
 class TqdError(Exception):
     code = "error"
     http_status = 400
+    close_connection = False  # answer with `Connection: close` (the request's framing is unusable)
 
     def __init__(self, message: str = "", **extra: Any) -> None:
         super().__init__(message or self.code)
         self.message = message or self.code.replace("_", " ")
         self.extra = extra
+
+    def with_status(self, status: int) -> TqdError:
+        """This error answered with another status (HTTP-level refusals: 414, 417, 431, 505)."""
+        self.http_status = status
+        return self
+
+    def closing(self) -> TqdError:
+        """This error ends the connection after its answer."""
+        self.close_connection = True
+        return self
 
     def to_wire(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message, **self.extra}
@@ -53,6 +64,13 @@ class LeaseLost(TqdError):
     code, http_status = "lease_lost", 409
 
 
+class RequestTimeout(TqdError):
+    """The client sent its headers or body too slowly (see header_timeout_s, body_timeout_s)."""
+
+    code, http_status = "request_timeout", 408
+    close_connection = True
+
+
 class InvalidState(TqdError):
     code, http_status = "invalid_state", 409
 
@@ -73,6 +91,12 @@ class NotReady(TqdError):
     code, http_status = "not_ready", 503
 
 
+class TooManyConnections(TqdError):
+    """max_connections are open; the new connection is answered with this and closed."""
+
+    code, http_status = "too_many_connections", 503
+
+
 class StorageFull(TqdError):
     code, http_status = "storage_full", 507
 
@@ -85,7 +109,7 @@ BY_CODE: dict[str, type[TqdError]] = {
     cls.code: cls
     for cls in (
         InvalidRequest, InvalidJob, InvalidQueue, Unauthorized, Forbidden, NotFound,
-        MethodNotAllowed, LeaseLost, InvalidState, PayloadTooLarge, UnsupportedMediaType,
-        RateLimited, NotReady, StorageFull, Internal,
+        MethodNotAllowed, RequestTimeout, LeaseLost, InvalidState, PayloadTooLarge,
+        UnsupportedMediaType, RateLimited, NotReady, TooManyConnections, StorageFull, Internal,
     )
 }
