@@ -188,7 +188,7 @@ def start_tqd(workdir: Path, extra_args: Sequence[str] = ()) -> Server:
     """The real server, durable defaults (fsync'd group commit), port 0."""
     return Server("tqd", [PY, "-m", "tqd", "serve", "--port", "0", "--data", str(workdir / "data"),
                           "--log-level", "warning", *extra_args],
-                  workdir, ready_re=r"tqd listening on http://[\d.]+:(\d+)")
+                  workdir, ready_re=r"tqd (?:\S+ )?listening on http://[\d.]+:(\d+)")
 
 
 # ---- load-generator processes ----------------------------------------------------

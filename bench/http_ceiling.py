@@ -25,7 +25,7 @@ def run(target: Any, opts: Any) -> list[dict[str, Any]]:
         tmp = TempDir("bench-noop-")
         try:
             with Server(name, [PY, str(NOOP), "--procs", str(procs)], tmp.path,
-                        ready_re=r"tqd listening on http://[\d.]+:(\d+)") as srv:
+                        ready_re=r"tqd (?:\S+ )?listening on http://[\d.]+:(\d+)") as srv:
                 s = timed_enqueue(spec_for("tqd", srv), srv, PROCS, CONNS, 1, opts.duration_s,
                                   opts.max_jobs)
         finally:

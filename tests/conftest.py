@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-LISTEN_RE = re.compile(rb"tqd listening on (http://\S+)")
+LISTEN_RE = re.compile(rb"tqd (?:\S+ )?listening on (http://\S+)")
 
 
 class ServerProcess:

@@ -7,15 +7,25 @@ request to the disk and back (never decoded by the server).
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
-from collections.abc import Iterator
-from typing import Any
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import msgspec
 from msgspec import Raw, Struct
 
-from .errors import InvalidJob, InvalidQueue, InvalidRequest, PayloadTooLarge
+from .config import MiB, Settings
+from .errors import (
+    InvalidJob,
+    InvalidQueue,
+    InvalidRequest,
+    PayloadTooLarge,
+    TqdError,
+    UnsupportedMediaType,
+)
 
 NULL = Raw(b"null")
 NOT_SENT = Raw(b"")  # a Raw field's default when absent (msgspec cannot decode `Raw | None`)
@@ -28,6 +38,145 @@ MAX_DELAY_S = 10 * 365 * 86400.0
 MAX_KEY_BYTES = 255
 MAX_TYPE_CHARS = 255
 MAX_WORKER_CHARS = 255
+
+
+# ---- body limits --------------------------------------------------------------
+# Every route has a body limit, enforced from Content-Length before the body is read
+# (413 at once, also for `Expect: 100-continue`), while reading (chunked bodies stop
+# there) and after decompression (a gzip bomb stops there). The README's table of
+# limits is this one.
+
+FIELD_ROOM_BYTES = 64 * 1024  # one payload-sized value plus the other fields and whitespace
+SMALL_BODY_BYTES = 64 * 1024  # a few fields: 100 queue names of 128 chars fit five times over
+MAX_ERROR_CHARS = 2_000  # fail `error`: kept per attempt (max_errors_kept of them), clipped
+MAX_DETAILS_CHARS = 32_000  # fail `details` (a traceback): clipped, not refused
+# a fail body carries error + details, which are clipped rather than refused: room for a whole
+# traceback (the clipped texts are at most ~200 kB even \u-escaped), still a bound
+FAIL_BODY_BYTES = 1 * MiB
+MAX_ACK_LINES = 10_000  # lines in one bulk ack, as many as a bulk enqueue's default
+
+
+class BodyLimit(NamedTuple):
+    what: str  # for messages: "<what> is larger than N bytes"
+    size: Callable[[Settings], int]
+    reason: str
+
+
+BODY_LIMITS: dict[str, BodyLimit] = {
+    "job": BodyLimit("a job body", lambda s: s.max_payload_bytes + FIELD_ROOM_BYTES,
+                     "max_payload_bytes + 64 KiB for the other fields"),
+    "bulk": BodyLimit("a bulk enqueue body", lambda s: s.max_bulk_bytes, "max_bulk_bytes"),
+    "bulk_ack": BodyLimit("a bulk ack body", lambda s: s.max_bulk_bytes,
+                          f"max_bulk_bytes, like a bulk enqueue (up to {MAX_ACK_LINES} results)"),
+    "result": BodyLimit("an ack or heartbeat body", lambda s: s.max_payload_bytes + FIELD_ROOM_BYTES,
+                        "a result/progress is held to max_payload_bytes; + 64 KiB for the rest"),
+    "fail": BodyLimit("a fail body", lambda s: FAIL_BODY_BYTES,
+                      "1 MiB: error and details are clipped, not refused"),
+    "small": BodyLimit("a lease or redrive body", lambda s: SMALL_BODY_BYTES,
+                       "64 KiB: a few small fields"),
+    "none": BodyLimit("a body", lambda s: SMALL_BODY_BYTES,
+                      "64 KiB: routes that read no body (a stray `-d '{}'` is fine)"),
+}
+
+
+def body_limit(kind: str, s: Settings) -> tuple[int, str]:
+    """The byte limit of a body of this kind (a BODY_LIMITS key) and what to call it."""
+    row = BODY_LIMITS[kind]
+    return row.size(s), row.what
+
+
+# ---- body bytes ---------------------------------------------------------------------
+
+_UTF8_SLICE = 1 * MiB  # validate big bodies a slice at a time: no second copy of the body
+_JSON_STARTS = frozenset(b'{["-0123456789tfn')  # t, f, n: true, false, null
+
+
+def content_coding(header: str) -> str:
+    """A Content-Encoding header as "" (none), "gzip" or "deflate"; 415 for anything else."""
+    coding = header.strip().lower()
+    if coding in ("", "identity"):
+        return ""
+    if coding in ("gzip", "x-gzip"):
+        return "gzip"
+    if coding == "deflate":
+        return "deflate"
+    raise UnsupportedMediaType(f"unsupported Content-Encoding {header.strip()[:100]!r}; send gzip, "
+                               "deflate or none")
+
+
+def decode_content(body: bytes, coding: str, limit: int) -> bytes:
+    """The body with its content coding (from content_coding) undone, held to `limit` bytes.
+
+    Corrupt or truncated data is 400, more than `limit` bytes out 413: the decompressor
+    stops there, so a bomb costs at most `limit` bytes of memory.
+    """
+    if coding == "gzip":
+        wbits = 16 + zlib.MAX_WBITS
+    else:  # deflate: RFC 9110 says zlib-wrapped; some clients send it raw
+        wbits = zlib.MAX_WBITS if _zlib_header(body) else -zlib.MAX_WBITS
+    out: list[bytes] = []
+    room = limit + 1
+    data = body
+    try:
+        while True:
+            d = zlib.decompressobj(wbits)
+            chunk = d.decompress(data, room)
+            out.append(chunk)
+            room -= len(chunk)
+            if room <= 0 or d.unconsumed_tail:
+                raise PayloadTooLarge(f"the body is larger than {limit} bytes once decompressed")
+            if not d.eof:
+                raise InvalidRequest(f"the {coding} body is truncated")
+            data = d.unused_data
+            if not data or coding != "gzip":  # gzip may come in several members
+                break
+    except zlib.error as e:
+        raise InvalidRequest(f"the body is not valid {coding} data ({e})") from None
+    if data:
+        raise InvalidRequest(f"the {coding} body has trailing data")
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _zlib_header(b: bytes) -> bool:
+    return len(b) >= 2 and b[0] & 0x0F == 8 and (b[0] << 8 | b[1]) % 31 == 0
+
+
+def first_bad_utf8(body: bytes) -> int | None:
+    """The offset of the first byte that is not UTF-8 (overlong forms and surrogates count)."""
+    if body.isascii():  # the common case, checked a word at a time
+        return None
+    dec = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(body)
+    for start in range(0, len(body), _UTF8_SLICE):
+        pending = len(dec.getstate()[0])
+        try:
+            dec.decode(view[start:start + _UTF8_SLICE], final=start + _UTF8_SLICE >= len(body))
+        except UnicodeDecodeError as e:
+            return start - pending + e.start
+    return None
+
+
+def check_utf8(body: bytes, err: type[TqdError], ndjson: bool) -> None:
+    """Raise err (400) if body is not UTF-8, naming the line of an NDJSON body."""
+    pos = first_bad_utf8(body)
+    if pos is None:
+        return
+    if not ndjson:
+        raise err(f"the body is not valid UTF-8 (byte {pos})")
+    line = body.count(b"\n", 0, pos) + 1
+    raise err(f"line {line}: not valid UTF-8 (byte {pos} of the body)", line=line)
+
+
+def looks_like_json(body: bytes) -> bool:
+    """Whether a form- or text-typed body (what `curl -d` sends) is meant as JSON.
+
+    It is when its first non-blank byte can start a JSON value: `{`, `[`, `"`, a digit,
+    `-`, or the t, f, n of true/false/null. Such a body is then parsed as JSON, so a
+    typo gets a 400 that says where the JSON is broken; only bodies that clearly are
+    something else (`payload=1`, `<job/>`, most prose) get 415. An empty body is `{}`.
+    """
+    head = body.lstrip()
+    return not head or head[0] in _JSON_STARTS
 
 
 # ---- requests ---------------------------------------------------------------
@@ -158,6 +307,11 @@ class JobPage(Struct):
     next: str | None
 
 
+class QueuePage(Struct):
+    queues: list[QueueStats]
+    next: str | None
+
+
 # ---- codecs (built once) ----------------------------------------------------
 
 json_encoder = msgspec.json.Encoder()
@@ -168,7 +322,6 @@ _bulk_ack_dec = msgspec.json.Decoder(BulkAckLine)
 _fail_dec = msgspec.json.Decoder(FailRequest)
 _heartbeat_dec = msgspec.json.Decoder(HeartbeatRequest)
 _redrive_dec = msgspec.json.Decoder(RedriveRequest)
-_any_dec = msgspec.json.Decoder()
 
 
 def encode(obj: Any) -> bytes:
@@ -252,11 +405,6 @@ def decode_redrive(body: bytes) -> RedriveRequest:
     if not 1 <= req.limit <= 100_000:
         raise InvalidRequest("limit must be 1..100000")
     return req
-
-
-def check_json(body: bytes) -> None:
-    """Raise msgspec.DecodeError unless body is one JSON value."""
-    _any_dec.decode(body)
 
 
 def check_queue(name: str) -> str:

@@ -6,10 +6,11 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
+from . import httpbody
 from . import protocol as p
 from .config import Settings
 from .errors import (
@@ -20,13 +21,14 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     TqdError,
-    UnsupportedMediaType,
 )
+from .httpbody import DROP, NDJSON, BodyRule
 from .records import AckItem, NewJob
 from .service import QueueService
 
 log = logging.getLogger("tqd.http")
 SERVICE = web.AppKey("service", QueueService)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class InFlight:
@@ -55,9 +57,6 @@ class InFlight:
 
 
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
-NDJSON = "application/x-ndjson"
-_JSONISH = {"", "text/plain", "application/x-www-form-urlencoded"}
-_FIELD_ROOM = 64 * 1024  # a single-job body may exceed the payload limit by this much (other fields)
 
 
 # ---- framing ------------------------------------------------------------------
@@ -72,31 +71,47 @@ def reply_lines(objs: list[Any], status: int = 200) -> web.Response:
 
 
 def error_reply(e: TqdError) -> web.Response:
-    return web.Response(body=p.encode(e.to_wire()), status=e.http_status,
+    resp = web.Response(body=p.encode(e.to_wire()), status=e.http_status,
                         content_type="application/json")
+    if e.close_connection:
+        resp.force_close()
+    return resp
+
+
+class Route(NamedTuple):
+    method: str
+    path: str
+    handler: Handler
+    body: BodyRule = BodyRule()  # the routes that take no body still have a limit
+
+
+def _route(request: web.Request) -> Route | None:
+    return _BY_HANDLER.get(request.match_info.handler)
 
 
 async def read_body(request: web.Request) -> tuple[bytes, bool]:
-    """The body and whether it is NDJSON. Untyped and form bodies count as JSON if they parse."""
-    body = await request.read()
-    raw_type = request.headers.get("Content-Type")
-    ctype = "" if raw_type is None else request.content_type.lower()
-    if ctype == NDJSON:
-        return body, True
-    if ctype == "application/json":
-        return body, False
-    if ctype in _JSONISH:
-        if not body.strip():
-            return body, False
-        try:
-            p.check_json(body)
-        except Exception:
-            raise UnsupportedMediaType(
-                f"Content-Type {raw_type or '(none)'} is not JSON; send application/json "
-                f"or {NDJSON}") from None
-        return body, False
-    raise UnsupportedMediaType(f"unsupported Content-Type {raw_type!r}; "
-                               f"send application/json or {NDJSON}")
+    """The body, checked at the door (see httpbody.read), and whether it is NDJSON."""
+    route = _route(request)
+    assert route is not None, "read_body is for the routes of ROUTES"
+    return await httpbody.read(request, route.body, svc(request).s)
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue`: refuse at once what read_body would refuse before reading."""
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        return error_reply(InvalidRequest(f"unsupported Expect {expect[:100]!r}").with_status(417))
+    route = _route(request)
+    try:
+        if route is not None:
+            httpbody.check_head(request, route.body, svc(request).s)
+    except TqdError as e:
+        request[DROP] = True  # the client waits for our word: no body is coming to drain
+        return error_reply(e.closing())
+    if request.version == HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper is still to come
+    return None
 
 
 def svc(request: web.Request) -> QueueService:
@@ -162,18 +177,14 @@ async def enqueue(request: web.Request) -> web.Response:
     service = svc(request)
     s, now = service.s, service.clock.now()
     if not bulk:
-        if len(body) > s.max_payload_bytes + _FIELD_ROOM:
-            raise PayloadTooLarge(f"job body is larger than {s.max_payload_bytes} bytes")
         job = to_new_job(p.decode_enqueue(body), s, now)
         (res,) = await service.enqueue(queue, [job])
         return reply(res, 201 if res.created else 200)
-    if len(body) > s.max_bulk_bytes:
-        raise PayloadTooLarge(f"bulk body is larger than {s.max_bulk_bytes} bytes")
     jobs: list[NewJob] = []
     for n, line in p.iter_lines(body):
         if len(jobs) >= s.max_bulk_lines:
             raise PayloadTooLarge(f"more than {s.max_bulk_lines} lines in one bulk request", line=n)
-        if len(line) > s.max_payload_bytes + _FIELD_ROOM:
+        if len(line) > s.max_payload_bytes + p.FIELD_ROOM_BYTES:
             raise PayloadTooLarge(f"line {n} is larger than {s.max_payload_bytes} bytes", line=n)
         jobs.append(to_new_job(p.decode_enqueue(line, n), s, now, n))
     if not jobs:
@@ -205,10 +216,6 @@ def _raw(request: web.Request, v: Any, what: str, line: int | None = None) -> by
     return raw
 
 
-MAX_ERROR_CHARS = 2_000
-MAX_DETAILS_CHARS = 32_000
-
-
 def _clip(text: str | None, limit: int) -> str | None:
     return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
 
@@ -224,8 +231,8 @@ async def ack_bulk(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
     items: list[AckItem] = []
     for n, line in p.iter_lines(body):
-        if len(items) >= 10_000:
-            raise PayloadTooLarge("more than 10000 lines in one bulk ack", line=n)
+        if len(items) >= p.MAX_ACK_LINES:
+            raise PayloadTooLarge(f"more than {p.MAX_ACK_LINES} lines in one bulk ack", line=n)
         a = p.decode_bulk_ack_line(line, n)
         items.append(AckItem(a.id, a.lease, _raw(request, a.result, "result", n)))
     if not items:
@@ -238,8 +245,8 @@ async def fail(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
     req = p.decode_fail(body)
     st = await svc(request).fail(request.match_info["id"], req.lease,
-                                 _clip(req.error, MAX_ERROR_CHARS) or "failed",
-                                 _clip(req.details, MAX_DETAILS_CHARS), req.retry, req.retry_in)
+                                 _clip(req.error, p.MAX_ERROR_CHARS) or "failed",
+                                 _clip(req.details, p.MAX_DETAILS_CHARS), req.retry, req.retry_in)
     state = p.STATES[st.state]
     return reply({"state": state} if state == "dead" else {"state": state, "run_at": st.run_at})
 
@@ -332,7 +339,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 # ---- app ----------------------------------------------------------------------
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HTTP_CODES = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
 
 
@@ -341,6 +347,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     in_flight = request.app[IN_FLIGHT]
     in_flight.enter()
     try:
+        route = _route(request)
+        if route is not None and not route.body.takes_body:  # the others check in read_body
+            httpbody.check_head(request, route.body, svc(request).s)
         return await handler(request)
     except TqdError as e:
         return error_reply(e)
@@ -350,8 +359,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         cls = _HTTP_CODES.get(e.status)
         err: TqdError
         if cls is None:
-            err = InvalidRequest(e.reason)
-            err.http_status = e.status
+            err = InvalidRequest(e.reason).with_status(e.status)
         elif e.status == 404:
             err = cls(f"no route for {request.method} {request.path}")
         else:
@@ -369,26 +377,27 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         in_flight.leave()
 
 
-ROUTES: list[tuple[str, str, Handler]] = [
-    ("POST", "/v1/queues/{queue}/jobs", enqueue),
-    ("GET", "/v1/queues/{queue}/jobs", list_jobs),
-    ("DELETE", "/v1/queues/{queue}/jobs", purge),
-    ("GET", "/v1/queues", list_queues),
-    ("GET", "/v1/queues/{queue}", queue_stats),
-    ("POST", "/v1/queues/{queue}/pause", pause),
-    ("POST", "/v1/queues/{queue}/resume", resume),
-    ("POST", "/v1/queues/{queue}/redrive", redrive),
-    ("POST", "/v1/lease", lease),
-    ("POST", "/v1/ack", ack_bulk),
-    ("GET", "/v1/jobs/{id}", get_job),
-    ("DELETE", "/v1/jobs/{id}", cancel_job),
-    ("POST", "/v1/jobs/{id}/ack", ack),
-    ("POST", "/v1/jobs/{id}/fail", fail),
-    ("POST", "/v1/jobs/{id}/heartbeat", heartbeat),
-    ("POST", "/v1/jobs/{id}/retry", retry_job),
-    ("GET", "/healthz", healthz),
-    ("GET", "/readyz", readyz),
+ROUTES: list[Route] = [
+    Route("POST", "/v1/queues/{queue}/jobs", enqueue, BodyRule("job", "bulk", InvalidJob)),
+    Route("GET", "/v1/queues/{queue}/jobs", list_jobs),
+    Route("DELETE", "/v1/queues/{queue}/jobs", purge),
+    Route("GET", "/v1/queues", list_queues),
+    Route("GET", "/v1/queues/{queue}", queue_stats),
+    Route("POST", "/v1/queues/{queue}/pause", pause),
+    Route("POST", "/v1/queues/{queue}/resume", resume),
+    Route("POST", "/v1/queues/{queue}/redrive", redrive, BodyRule("small")),
+    Route("POST", "/v1/lease", lease, BodyRule("small")),
+    Route("POST", "/v1/ack", ack_bulk, BodyRule("bulk_ack")),
+    Route("GET", "/v1/jobs/{id}", get_job),
+    Route("DELETE", "/v1/jobs/{id}", cancel_job),
+    Route("POST", "/v1/jobs/{id}/ack", ack, BodyRule("result")),
+    Route("POST", "/v1/jobs/{id}/fail", fail, BodyRule("fail")),
+    Route("POST", "/v1/jobs/{id}/heartbeat", heartbeat, BodyRule("result")),
+    Route("POST", "/v1/jobs/{id}/retry", retry_job),
+    Route("GET", "/healthz", healthz),
+    Route("GET", "/readyz", readyz),
 ]
+_BY_HANDLER: dict[Handler, Route] = {r.handler: r for r in ROUTES}
 
 
 async def _close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
@@ -400,11 +409,12 @@ async def _close_when_draining(request: web.Request, response: web.StreamRespons
 
 def make_app(service: QueueService) -> web.Application:
     s = service.s
+    # read_body holds each route to its own limit; this only bounds aiohttp's request.read()
     app = web.Application(middlewares=[errors_middleware],
-                          client_max_size=s.max_bulk_bytes + s.max_payload_bytes + _FIELD_ROOM)
+                          client_max_size=max(row.size(s) for row in p.BODY_LIMITS.values()))
     app[SERVICE] = service
     app[IN_FLIGHT] = InFlight()
     app.on_response_prepare.append(_close_when_draining)
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler, expect_handler=_expect)
     return app
