@@ -35,8 +35,16 @@ from tqd import SyncClient
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(.*)$")
 KNOWN = {"sh", "python", "text"}
-# The harness makes curl fail on an HTTP error status (and say which); the blocks stay as written.
-CURL_FAILS = 'curl() { command curl --fail-with-body "$@"; }\n'
+
+
+def _curl_fails() -> str:
+    """A shell function that makes curl fail on an HTTP error status; the blocks stay as written."""
+    try:
+        help_all = subprocess.run(["curl", "--help", "all"], capture_output=True, text=True).stdout
+    except OSError:
+        help_all = ""
+    flag = "--fail-with-body" if "--fail-with-body" in help_all else "--fail"  # curl < 7.76: no body
+    return f'curl() {{ command curl {flag} "$@"; }}\n'
 
 
 @dataclass
@@ -80,7 +88,7 @@ def test_every_block_is_marked() -> None:
 
 def _run(b: Block, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     if b.lang == "sh":
-        cmd = ["bash", "-e", "-o", "pipefail", "-c", CURL_FAILS + b.code]
+        cmd = ["bash", "-e", "-o", "pipefail", "-c", _curl_fails() + b.code]
     else:
         cmd = [sys.executable, "-c", b.code]
     try:  # the timeout only guards against a hang (a worker that never exits)
