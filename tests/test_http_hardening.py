@@ -478,6 +478,8 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit(tmp_path: Path) -> None
         limits = Path(f"/proc/{s.proc.pid}/limits").read_text()
         row = next(ln for ln in limits.splitlines() if ln.startswith("Max open files")).split()
         assert row[3] == row[4] != "1024", row
+        if row[3] != "unlimited":  # and the connection cap follows: all but 100 descriptors
+            assert f"at most {int(row[3]) - 100} connections".encode() in s.log, s.log
     finally:
         assert s.stop() == 0
 

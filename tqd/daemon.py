@@ -9,7 +9,7 @@ hold a file descriptor forever), at most max_connections are open at once (more 
 answered 503 and closed, so the process never runs out of descriptors for its store
 and logs), and aiohttp's own refusals (an over-long URL or header, broken framing, a
 bad method or version) are the protocol's JSON errors with one log line, not text
-with a traceback. Body limits and the body timeout are read_body's (server.py).
+with a traceback. Body limits and the body timeout are httpbody.py's.
 """
 
 from __future__ import annotations
@@ -137,7 +137,9 @@ class Connection(RequestHandler):
 
     The header clock runs from the connection's start until its first request's headers
     are in, and from the first byte of each later request until its headers are in; an
-    idle keep-alive connection is aiohttp's (keepalive_timeout_s).
+    idle keep-alive connection is aiohttp's (keepalive_timeout_s). The first bytes of a
+    request that come in one packet with the end of the one before are not seen (the
+    parser keeps them): such a request gets keepalive_timeout_s, not header_timeout_s.
     """
 
     def __init__(self, manager: web.Server, guard: Guard, **kwargs: Any) -> None:
