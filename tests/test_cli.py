@@ -146,6 +146,8 @@ def test_pause_of_a_queue_that_never_had_a_job_warns(server: ServerProcess) -> N
     assert r.stderr.startswith("tqd: warning: queue 'mial' has never had a job"), r.stderr
     r = tqd(server, "resume", "mial")  # it exists now (paused): no second warning
     assert r.returncode == 0 and r.stderr == ""
+    r = tqd(server, "resume", "nosuchqueue")
+    assert r.returncode == 0 and r.stderr.startswith("tqd: warning: queue 'nosuchqueue' has never")
 
 
 def test_burst_worker_exits_when_server_unreachable(tmp_path: Path) -> None:

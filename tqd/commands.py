@@ -378,8 +378,8 @@ async def _pause_or_resume(args: argparse.Namespace, pause: bool) -> int:
         s = await (c.pause(args.queue) if pause else c.resume(args.queue))
     print(f"{s.name}: {'paused' if pause else 'resumed'} ({s.queued} queued)")
     if new:
-        print(f"tqd: warning: queue {s.name!r} has never had a job (a typo?); "
-              f"`tqd queue delete {s.name}` removes it", file=sys.stderr)
+        hint = f"; `tqd queue delete {s.name}` removes it" if pause else ""
+        print(f"tqd: warning: queue {s.name!r} has never had a job (a typo?){hint}", file=sys.stderr)
     return 0
 
 
