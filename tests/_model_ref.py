@@ -301,6 +301,20 @@ class Model:
     def set_paused(self, queue: str, paused: bool) -> None:
         self.q(queue).paused = paused
 
+    def delete_queue(self, queue: str, force: bool) -> tuple[int, str | None]:
+        """(jobs deleted, error): with force every job of the queue goes first; a queue that
+        still holds jobs stays as it is (invalid_state); else it is forgotten and looks brand
+        new (not paused, totals 0) whether or not it was known."""
+        purged = 0
+        if force:
+            for j in self.in_queue(queue):
+                self._delete(j.id)
+                purged += 1
+        if self.in_queue(queue):
+            return purged, "invalid_state"
+        self.queues.pop(queue, None)
+        return purged, None
+
     def tick(self, run_at_of: Callable[[str], float | None]) -> None:
         """Everything due by now: scheduled jobs become ready (in due order), expired
         leases are retried with backoff or go dead, finished jobs past retention go.

@@ -346,7 +346,7 @@ def test_unknown_routes_are_404_json(api: Api, method: str, path: str) -> None:
 @pytest.mark.parametrize("method,path", [
     ("GET", "/v1/lease"), ("DELETE", "/v1/lease"), ("PUT", "/v1/queues/q/jobs"), ("GET", "/v1/ack"),
     ("GET", "/v1/jobs/x/ack"), ("PUT", "/v1/jobs/x"), ("PATCH", "/v1/jobs/x"), ("POST", "/healthz"),
-    ("DELETE", "/v1/queues/q"), ("GET", "/v1/queues/q/pause"), ("POST", "/v1/queues"),
+    ("PUT", "/v1/queues/q"), ("GET", "/v1/queues/q/pause"), ("POST", "/v1/queues"),
 ])
 def test_wrong_methods_are_405_json(api: Api, method: str, path: str) -> None:
     with Unchanged(api):

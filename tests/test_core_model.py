@@ -301,6 +301,20 @@ class CoreMachine(RuleBasedStateMachine):
         assert deleted == self.model.purge(queue, state)
         event(f"purge {state}: {'deleted' if deleted else 'none'} in {min(steps, 3)}+ steps")
 
+    @rule(queue=st.sampled_from(QUEUES), force=st.booleans(), limit=st.integers(1, 3))
+    def delete_queue(self, queue: str, force: bool, limit: int) -> None:
+        """As the service does it: with force, purge every state in steps, then delete."""
+        purged, cursor = 0, 0 if force else None
+        while cursor is not None:
+            res, err = self.apply(r.Purge(self.now, queue, r.ANY_STATE, limit, cursor, limit))
+            assert err is None, err
+            purged, cursor = purged + res[0], res[1]
+        _, err = self.apply(r.DeleteQueue(self.now, queue))
+        want_purged, want_err = self.model.delete_queue(queue, force)
+        assert purged == want_purged
+        assert err == want_err or (want_err is None and err == "not_found"), (err, want_err)
+        event(f"delete queue: {err or 'ok'}{' (force)' if force else ''}")
+
     @rule(queue=st.sampled_from(QUEUES), paused=st.booleans())
     def set_paused(self, queue: str, paused: bool) -> None:
         res, err = self.apply(r.SetPaused(self.now, queue, paused))

@@ -72,6 +72,8 @@ class Core:
             case r.Purge():
                 return self.purge(tx, op)
             case r.SetPaused():
+                if not op.paused and tx.peek_qstat(op.queue) is None:
+                    return None  # resuming a queue that does not exist: nothing to store
                 tx.qstat(op.queue).paused = op.paused
                 tx.puts += 1  # the counters record is the change
                 if not op.paused:
@@ -79,6 +81,8 @@ class Core:
                 return None
             case r.Tick():
                 return self.tick(tx, op)
+            case r.DeleteQueue():
+                return self.delete_queue(tx, op)
         raise TypeError(f"unknown op {op!r}")
 
     # ---- enqueue -------------------------------------------------------------
@@ -403,7 +407,7 @@ class Core:
         cursor: int | None = None
         for n, (qseq, jid) in enumerate(tx.scan_index(which, op.queue, op.after), 1):
             st = tx.get_state(jid)
-            if st is not None and st.state == op.state:
+            if st is not None and (st.state == op.state or op.state == r.ANY_STATE):
                 victims.append(jid)
             if len(victims) >= op.limit or n >= scan:
                 cursor = qseq
@@ -411,6 +415,16 @@ class Core:
         for jid in victims:
             self._delete(tx, jid)
         return len(victims), cursor
+
+    def delete_queue(self, tx: Tx, op: r.DeleteQueue) -> None:
+        qs = tx.peek_qstat(op.queue)
+        if qs is None:
+            raise NotFound(f"no queue {op.queue}")
+        held = qs.queued + qs.scheduled + qs.active + qs.dead + qs.completed + qs.cancelled
+        if held:
+            raise InvalidState(f"queue {op.queue} holds {held} jobs; delete it with force=true "
+                               "to delete them too")
+        tx.delete_qstat(op.queue)
 
     def _delete(self, tx: Tx, jid: str) -> None:
         spec, st = self._load(tx, jid)

@@ -21,6 +21,7 @@ from msgspec import Struct
 # state codes (index into protocol.STATES)
 QUEUED, SCHEDULED, ACTIVE, COMPLETED, DEAD, CANCELLED = range(6)
 FINISHED = (COMPLETED, CANCELLED)
+ANY_STATE = -1  # Purge: every job of the queue, whatever its state
 
 # due-index kinds: what to do when the time comes
 DUE_READY, DUE_LEASE, DUE_PURGE = 1, 2, 3
@@ -176,6 +177,13 @@ class Purge(Struct, tag="purge", array_like=True):
     scan: int = 0
 
 
+class DeleteQueue(Struct, tag="delq", array_like=True):
+    """Forget an empty queue (a queue with jobs: 409; purge them first with state ANY)."""
+
+    now: float
+    queue: str
+
+
 class SetPaused(Struct, tag="pause", array_like=True):
     now: float
     queue: str
@@ -187,7 +195,8 @@ class Tick(Struct, tag="tick", array_like=True):
     limit: int
 
 
-Op = Enqueue | Lease | Ack | Fail | Heartbeat | Cancel | Retry | Redrive | Purge | SetPaused | Tick
+Op = (Enqueue | Lease | Ack | Fail | Heartbeat | Cancel | Retry | Redrive | Purge | SetPaused | Tick
+      | DeleteQueue)
 
 op_encoder = msgspec.msgpack.Encoder()
 op_decoder: msgspec.msgpack.Decoder[Op] = msgspec.msgpack.Decoder(Op)

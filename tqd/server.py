@@ -277,7 +277,32 @@ async def retry_job(request: web.Request) -> web.Response:
 
 
 async def list_queues(request: web.Request) -> web.Response:
-    return reply({"queues": svc(request).all_queue_stats()})
+    """Queues in name order, a page at a time: {"queues": [...], "next": cursor or null}."""
+    q = request.query
+    limit = _int_param(q.get("limit", "1000"), "limit", 1, 1000)
+    after = q.get("after", "")
+    if after and not p.QUEUE_RE.fullmatch(after):  # the cursor: the last name of a page
+        raise InvalidRequest("after must be a cursor from a previous page")
+    return reply(svc(request).queue_page(after, limit))
+
+
+def _int_param(raw: str, name: str, lo: int, hi: int) -> int:
+    try:
+        v = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer {lo}..{hi}") from None
+    if not lo <= v <= hi:
+        raise InvalidRequest(f"{name} must be an integer {lo}..{hi}")
+    return v
+
+
+async def delete_queue(request: web.Request) -> web.Response:
+    queue = _queue(request)
+    force = request.query.get("force", "false").lower()
+    if force not in ("true", "false", "1", "0"):
+        raise InvalidRequest("force must be true or false")
+    purged = await svc(request).delete_queue(queue, force in ("true", "1"))
+    return reply({"deleted": True, "purged": purged})
 
 
 async def queue_stats(request: web.Request) -> web.Response:
@@ -383,6 +408,7 @@ ROUTES: list[Route] = [
     Route("DELETE", "/v1/queues/{queue}/jobs", purge),
     Route("GET", "/v1/queues", list_queues),
     Route("GET", "/v1/queues/{queue}", queue_stats),
+    Route("DELETE", "/v1/queues/{queue}", delete_queue),
     Route("POST", "/v1/queues/{queue}/pause", pause),
     Route("POST", "/v1/queues/{queue}/resume", resume),
     Route("POST", "/v1/queues/{queue}/redrive", redrive, BodyRule("small")),

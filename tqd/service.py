@@ -25,7 +25,7 @@ from .clock import Clock, SystemClock
 from .config import Settings
 from .core import AckOutcome, Core, ms
 from .errors import InvalidRequest, NotReady, TqdError
-from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueueStats
+from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueuePage, QueueStats
 from .store import Store
 from .writer import Commit, Writer, WriterApi
 from .writer_proc import RemoteWriter, WriterHandle, spawn
@@ -321,7 +321,17 @@ class QueueService:
     async def purge(self, queue: str, state: str) -> int:
         if state not in ("dead", "completed", "cancelled"):
             raise InvalidRequest("state must be one of dead, completed, cancelled")
-        code = STATES.index(state)
+        return await self._purge(queue, STATES.index(state))
+
+    async def delete_queue(self, queue: str, force: bool) -> int:
+        """Forget a queue: its counters and paused flag. With force, first delete its jobs,
+        whatever their state (an active job's holder then gets not_found). Returns how many
+        jobs went; 409 if jobs remain (without force, or added meanwhile)."""
+        purged = await self._purge(queue, r.ANY_STATE) if force else 0
+        await self._submit(r.DeleteQueue(self.clock.now(), queue))
+        return purged
+
+    async def _purge(self, queue: str, code: int) -> int:
         total = 0
         cursor: int | None = 0
         while cursor is not None:  # one op per step: other writes go between them
@@ -346,9 +356,12 @@ class QueueService:
             qs = t.get_qstat(queue) or r.QStat()
             return self._stats(t, queue, qs)
 
-    def all_queue_stats(self) -> list[QueueStats]:
+    def queue_page(self, after: str, limit: int) -> QueuePage:
+        """Queues in name order after the cursor `after` ("" = from the first)."""
         with self.store.read() as t:
-            return [self._stats(t, q, qs) for q, qs in t.all_qstats()]
+            rows = t.qstats_after(after, limit + 1)
+            page = [self._stats(t, q, qs) for q, qs in rows[:limit]]
+        return QueuePage(page, page[-1].name if len(rows) > limit else None)
 
     def _stats(self, t: Any, queue: str, qs: r.QStat) -> QueueStats:
         oldest = t.oldest_ready_ms(queue) if qs.queued else None

@@ -137,6 +137,18 @@ class ReadTx:
             for k, v in c:
                 yield bytes(k).decode(), _qstat_dec.decode(v)
 
+    def qstats_after(self, after: str, limit: int) -> list[tuple[str, QStat]]:
+        """Up to limit queues whose names sort after `after` ("" = from the first), in order."""
+        out: list[tuple[str, QStat]] = []
+        with self.txn.cursor(db=self._qstat) as c:
+            if not c.set_range(after.encode() + b"\x00" if after else b""):
+                return out
+            for k, v in c:
+                out.append((bytes(k).decode(), _qstat_dec.decode(v)))
+                if len(out) >= limit:
+                    break
+        return out
+
     def oldest_ready_ms(self, queue: str) -> int | None:
         """Earliest ready time among the queue's queued jobs (one seek per priority)."""
         best = None
@@ -190,6 +202,7 @@ class Tx(ReadTx):
         self.meta = msgspec.structs.replace(meta)
         self._committed_qstats = qstats
         self.dirty_qstats: dict[str, QStat] = {}
+        self.deleted_qstats: set[str] = set()  # queues deleted by this transaction
         self.puts = 0
         self.dels = 0
         self.ready_queues: dict[str, int] = {}  # queue -> jobs made ready (wake-ups)
@@ -217,15 +230,26 @@ class Tx(ReadTx):
         qs = self.dirty_qstats.get(queue)
         if qs is None:
             base = self._committed_qstats.get(queue)
-            if base is None:
+            if queue in self.deleted_qstats:  # deleted, then used again: a new queue
+                self.deleted_qstats.discard(queue)
+                base = QStat()
+            elif base is None:
                 base = self.get_qstat(queue) or QStat()
             qs = msgspec.structs.replace(base, by_prio=list(base.by_prio))
             self.dirty_qstats[queue] = qs
         return qs
 
     def peek_qstat(self, queue: str) -> QStat | None:
+        if queue in self.deleted_qstats:
+            return None
         qs = self.dirty_qstats.get(queue) or self._committed_qstats.get(queue)
         return qs if qs is not None else self.get_qstat(queue)
+
+    def delete_qstat(self, queue: str) -> None:
+        """Forget a queue (its counters and paused flag); it must hold no jobs."""
+        self.dirty_qstats.pop(queue, None)
+        self.deleted_qstats.add(queue)
+        self._del(queue.encode(), self._qstat)
 
     # jobs
     def put_spec(self, jid: str, spec: JobSpec) -> None:

@@ -384,6 +384,8 @@ class Writer:
                     self._full_since = None
                 self.meta = tx.meta
                 self.qstats.update(tx.dirty_qstats)
+                for q in tx.deleted_qstats:
+                    self.qstats.pop(q, None)
                 commit.min_due_ms = tx.min_due_ms
                 self.stats.puts += tx.puts
                 self.stats.dels += tx.dels

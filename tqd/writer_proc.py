@@ -115,6 +115,7 @@ _DEC: dict[type, msgspec.json.Decoder[Any]] = {
     r.Purge: msgspec.json.Decoder(tuple[int, int | None]),
     r.SetPaused: msgspec.json.Decoder(None),
     r.Tick: msgspec.json.Decoder(int),
+    r.DeleteQueue: msgspec.json.Decoder(None),
 }
 _LEASE_DEC = _DEC[r.Lease]
 
