@@ -249,6 +249,21 @@ class Model:
             self._schedule(j, self.now + delay)
         return j.state, j.run_at
 
+    def release(self, jid: str, token: str, delay: float) -> tuple[str, float | None] | str:
+        """The holder hands the job back unrun: as if that lease never happened, but for
+        when it runs again (now, at the back of its priority, or after delay)."""
+        j, err = self.held(jid, token)
+        if j is None:
+            assert err is not None
+            return err
+        self._leave_active(j)
+        j.attempt -= 1
+        if delay > 0:
+            self._schedule(j, self.now + delay)
+        else:
+            self._make_ready(j)
+        return j.state, j.run_at
+
     def heartbeat(self, jid: str, token: str, extend: float | None,
                   progress: bytes | None) -> float | str:
         j, err = self.held(jid, token)

@@ -944,3 +944,21 @@ def test_restart_keeps_everything(server_factory: type[ServerProcess], tmp_path:
     assert a.stats(f"{q}-p")["paused"] is True
     assert s2.stop() == 0
     assert b"Traceback" not in s2.log, s2.log.decode(errors="replace")
+
+
+def test_release_hands_a_job_back_without_an_attempt(server: ServerProcess) -> None:
+    api = Api(server.url)
+    jid = api.enqueue_ok("rel", {"payload": 1, "max_attempts": 1})
+    job = api.lease_one("rel")
+    r = api.request("POST", f"/v1/jobs/{jid}/release", {"lease": job["lease"]})
+    assert r.status == 200 and r.json() == {"state": "queued"}, r
+    rec = api.job(jid)
+    assert rec["state"] == "queued" and rec["attempt"] == 0 and rec["errors"] == []
+    assert_error(api.request("POST", f"/v1/jobs/{jid}/release", {"lease": job["lease"]}),
+                 409, "lease_lost")  # fenced like every finishing call
+    again = api.lease_one("rel")  # max_attempts 1: the release did not use it up
+    assert again["attempt"] == 1
+    r = api.request("POST", f"/v1/jobs/{jid}/release", {"lease": again["lease"], "delay": 30})
+    assert r.status == 200 and r.json()["state"] == "scheduled", r
+    assert_error(api.request("POST", f"/v1/jobs/{jid}/release", {"lease": "x", "delay": -1}),
+                 400, "invalid_request")

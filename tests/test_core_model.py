@@ -221,6 +221,16 @@ class CoreMachine(RuleBasedStateMachine):
             assert err is None, err
             assert (STATES[res.state], res.run_at) == expect
 
+    def do_release(self, jid: str, tok: str, delay: float) -> None:
+        res, err = self.apply(r.Release(self.now, jid, tok, delay))
+        expect = self.model.release(jid, tok, delay)
+        event(f"release: {expect if isinstance(expect, str) else expect[0]}")
+        if isinstance(expect, str):
+            assert err == expect
+        else:
+            assert err is None, err
+            assert (STATES[res.state], res.run_at) == expect
+
     def do_heartbeat(self, jid: str, tok: str, extend: float | None, progress: bytes | None) -> None:
         res, err = self.apply(r.Heartbeat(self.now, jid, tok, extend, progress))
         expect = self.model.heartbeat(jid, tok, extend, progress)
@@ -242,13 +252,16 @@ class CoreMachine(RuleBasedStateMachine):
              timeout: float | None, salt: int) -> None:
         """A worker's turn: lease, then ack, fail, heartbeat or keep each job."""
         for j in self.do_lease(queues, max_n, worker, timeout, salt):
-            action = data.draw(st.sampled_from(["ack", "fail", "fail", "heartbeat", "keep"]))
+            action = data.draw(st.sampled_from(["ack", "fail", "fail", "heartbeat", "release",
+                                                "keep"]))
             if action == "ack":
                 self.do_ack([(j.id, j.lease)], data.draw(st.booleans()), data.draw(RESULTS))
             elif action == "fail":
                 self.do_fail(j.id, j.lease, *data.draw(FAIL_ARGS))
             elif action == "heartbeat":
                 self.do_heartbeat(j.id, j.lease, *data.draw(HEARTBEAT_ARGS))
+            elif action == "release":
+                self.do_release(j.id, j.lease, data.draw(st.sampled_from([0.0, 0.0, 3.0])))
 
     @rule(data=st.data(), bulk=st.booleans(), result=RESULTS)
     def ack(self, data: st.DataObject, bulk: bool, result: bytes | None) -> None:
@@ -258,6 +271,10 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(data=st.data(), args=FAIL_ARGS)
     def fail(self, data: st.DataObject, args: tuple[Any, ...]) -> None:
         self.do_fail(*self.pick_lease(data), *args)
+
+    @rule(data=st.data(), delay=st.sampled_from([0.0, 2.5]))
+    def release(self, data: st.DataObject, delay: float) -> None:
+        self.do_release(*self.pick_lease(data), delay)
 
     @rule(data=st.data(), args=HEARTBEAT_ARGS)
     def heartbeat(self, data: st.DataObject, args: tuple[Any, ...]) -> None:

@@ -75,3 +75,43 @@ def test_requests_in_flight_when_the_writer_dies_get_503(server_factory: type[Se
         t.join(15)
         assert_error(got[0], 503, "not_ready")
     assert s.stop() == 1  # the server stops when its writer is gone
+
+
+def _hang_up(api: Api, body: dict[str, Any]) -> None:
+    """Send a lease request and close the connection without reading the answer."""
+    import json
+    import socket
+    raw = json.dumps(body).encode()
+    with socket.create_connection((api.host, api.port)) as s:
+        s.sendall(b"POST /v1/lease HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(raw), raw))
+        time.sleep(0.3)  # it reaches the server, which passes it to the (stopped) writer
+
+
+def test_jobs_leased_to_a_client_that_left_are_released(server_factory: type[ServerProcess],
+                                                        tmp_path: Path) -> None:
+    """The lease commits after its client hung up (here: the writer was stopped meanwhile);
+    the jobs go back to the queue at once, with no attempt used, instead of waiting out
+    their lease."""
+    s = server_factory(tmp_path / "data").start()
+    assert s.proc is not None
+    api = Api(s.url)
+    first = api.enqueue_ok("q", {"payload": 1})
+    (writer,) = children(s.proc.pid)
+    os.kill(writer, signal.SIGSTOP)
+    _hang_up(api, {"queues": ["q"], "max": 5, "timeout": 600})  # answered at once
+    os.kill(writer, signal.SIGCONT)
+    _until(lambda: api.job(first)["state"] == "queued" and api.job(first)["attempt"] == 0)
+
+    # a long-poll served by an enqueue that came in with its client's hang-up
+    t, _ = _in_thread(lambda: _hang_up(api, {"queues": ["p"], "wait": 30, "timeout": 600}))
+    time.sleep(0.1)  # parked
+    os.kill(writer, signal.SIGSTOP)
+    t2, got = _in_thread(lambda: api.enqueue("p", {"payload": 2}))
+    t.join()
+    os.kill(writer, signal.SIGCONT)
+    t2.join()
+    second = got[0].json()["id"]
+    _until(lambda: api.job(second)["state"] == "queued" and api.job(second)["attempt"] == 0)
+    assert s.stop() == 0
+    assert b"Traceback" not in s.log, s.log.decode(errors="replace")

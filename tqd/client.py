@@ -567,6 +567,13 @@ class Client:
             body["retry_in"] = retry_in
         return _fail_dec.decode(await self._json("POST", f"/v1/jobs/{_seg(id)}/fail", body))
 
+    async def release(self, id: str, lease: str, *, delay: float = 0.0) -> str:
+        """Hand a leased job back unrun (its lease does not count as an attempt): it is
+        queued again at once, or scheduled after `delay` seconds. Returns the new state."""
+        body = {"lease": lease, "delay": delay}
+        return str(_any_dec.decode(
+            await self._json("POST", f"/v1/jobs/{_seg(id)}/release", body))["state"])
+
     async def heartbeat(self, id: str, lease: str, *, extend: float | None = None,
                         progress: Any = None) -> float:
         """Extend a lease (by `extend` s, default the job's timeout); returns the new expiry."""
@@ -686,6 +693,9 @@ class SyncClient:
     def fail(self, id: str, lease: str, error: str, details: str | None = None, *,
              retry: bool = True, retry_in: float | None = None) -> FailResult:
         return self._run(self._client.fail(id, lease, error, details, retry=retry, retry_in=retry_in))
+
+    def release(self, id: str, lease: str, *, delay: float = 0.0) -> str:
+        return self._run(self._client.release(id, lease, delay=delay))
 
     def heartbeat(self, id: str, lease: str, *, extend: float | None = None,
                   progress: Any = None) -> float:

@@ -52,38 +52,18 @@ class Core:
         self.s = settings
 
     def apply(self, tx: Tx, op: r.Op) -> Any:
-        match op:
-            case r.Enqueue():
-                return self.enqueue(tx, op)
-            case r.Lease():
-                return self.lease(tx, op)
-            case r.Ack():
-                return self.ack(tx, op)
-            case r.Fail():
-                return self.fail(tx, op)
-            case r.Heartbeat():
-                return self.heartbeat(tx, op)
-            case r.Cancel():
-                return self.cancel(tx, op)
-            case r.Retry():
-                return self.retry(tx, op)
-            case r.Redrive():
-                return self.redrive(tx, op)
-            case r.Purge():
-                return self.purge(tx, op)
-            case r.SetPaused():
-                if not op.paused and tx.peek_qstat(op.queue) is None:
-                    return None  # resuming a queue that does not exist: nothing to store
-                tx.qstat(op.queue).paused = op.paused
-                tx.puts += 1  # the counters record is the change
-                if not op.paused:
-                    tx.ready_queues[op.queue] = 1 << 30  # wake every waiter
-                return None
-            case r.Tick():
-                return self.tick(tx, op)
-            case r.DeleteQueue():
-                return self.delete_queue(tx, op)
-        raise TypeError(f"unknown op {op!r}")
+        handler = _HANDLERS.get(type(op))
+        if handler is None:
+            raise TypeError(f"unknown op {op!r}")
+        return handler(self, tx, op)
+
+    def set_paused(self, tx: Tx, op: r.SetPaused) -> None:
+        if not op.paused and tx.peek_qstat(op.queue) is None:
+            return  # resuming a queue that does not exist: nothing to store
+        tx.qstat(op.queue).paused = op.paused
+        tx.puts += 1  # the counters record is the change
+        if not op.paused:
+            tx.ready_queues[op.queue] = 1 << 30  # wake every waiter
 
     # ---- enqueue -------------------------------------------------------------
 
@@ -346,6 +326,20 @@ class Core:
         tx.put_state(op.id, st)
         return st
 
+    def release(self, tx: Tx, op: r.Release) -> r.JobState:
+        """The holder hands the job back without running it (a worker stopping): it goes
+        back to the queue (or waits `delay`), and that lease is not counted as an attempt."""
+        spec, st = self._held(tx, op.id, op.lease, op.now)
+        qs = tx.qstat(spec.queue)
+        self._leave(tx, qs, op.id, spec, st)
+        st.attempt = max(0, st.attempt - 1)
+        if op.delay > 0:
+            self._schedule(tx, qs, op.id, st, op.now + op.delay)
+        else:
+            self._make_ready(tx, qs, spec.queue, spec.priority, op.id, st, op.now)
+        tx.put_state(op.id, st)
+        return st
+
     def heartbeat(self, tx: Tx, op: r.Heartbeat) -> float:
         spec, st = self._held(tx, op.id, op.lease, op.now)
         expires = op.now + (op.extend if op.extend is not None else spec.timeout)
@@ -500,6 +494,14 @@ class Core:
         spec, st = self._load(tx, jid)
         return self.record(tx, jid, spec, st)  # type: ignore[no-any-return]
 
+
+_HANDLERS: dict[type, Any] = {
+    r.Enqueue: Core.enqueue, r.Lease: Core.lease, r.Ack: Core.ack, r.Fail: Core.fail,
+    r.Release: Core.release, r.Heartbeat: Core.heartbeat, r.Cancel: Core.cancel,
+    r.Retry: Core.retry, r.Redrive: Core.redrive, r.Purge: Core.purge,
+    r.SetPaused: Core.set_paused, r.Tick: Core.tick, r.DeleteQueue: Core.delete_queue,
+}
+assert set(_HANDLERS) == set(r.Op.__args__), "every op has its handler"
 
 _RECORD_ROOM = 400  # a leased record's JSON beyond its payload, result, progress and errors
 

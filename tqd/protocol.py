@@ -227,6 +227,11 @@ class HeartbeatRequest(Struct):
     progress: Raw = NOT_SENT
 
 
+class ReleaseRequest(Struct):
+    lease: str
+    delay: float = 0.0
+
+
 class RedriveRequest(Struct):
     limit: int = 1000
 
@@ -321,6 +326,7 @@ _ack_dec = msgspec.json.Decoder(AckRequest)
 _bulk_ack_dec = msgspec.json.Decoder(BulkAckLine)
 _fail_dec = msgspec.json.Decoder(FailRequest)
 _heartbeat_dec = msgspec.json.Decoder(HeartbeatRequest)
+_release_dec = msgspec.json.Decoder(ReleaseRequest)
 _redrive_dec = msgspec.json.Decoder(RedriveRequest)
 
 
@@ -397,6 +403,13 @@ def decode_heartbeat(body: bytes) -> HeartbeatRequest:
     req: HeartbeatRequest = _decode(_heartbeat_dec, body, InvalidRequest)
     if req.extend is not None:
         _check_timeout(req.extend, InvalidRequest, "extend")
+    return req
+
+
+def decode_release(body: bytes) -> ReleaseRequest:
+    req: ReleaseRequest = _decode(_release_dec, body, InvalidRequest)
+    if not (0 <= req.delay <= MAX_DELAY_S):
+        raise InvalidRequest("delay must be >= 0 seconds (and at most 10 years)")
     return req
 
 

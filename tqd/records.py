@@ -141,6 +141,15 @@ class Fail(Struct, tag="fail", array_like=True):
     jitter: float
 
 
+class Release(Struct, tag="release", array_like=True):
+    """Hand a leased job back unrun: the lease does not count as an attempt."""
+
+    now: float
+    id: str
+    lease: str
+    delay: float
+
+
 class Heartbeat(Struct, tag="hb", array_like=True):
     now: float
     id: str
@@ -196,7 +205,7 @@ class Tick(Struct, tag="tick", array_like=True):
 
 
 Op = (Enqueue | Lease | Ack | Fail | Heartbeat | Cancel | Retry | Redrive | Purge | SetPaused | Tick
-      | DeleteQueue)
+      | DeleteQueue | Release)
 
 op_encoder = msgspec.msgpack.Encoder()
 op_decoder: msgspec.msgpack.Decoder[Op] = msgspec.msgpack.Decoder(Op)

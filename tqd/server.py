@@ -259,6 +259,14 @@ async def heartbeat(request: web.Request) -> web.Response:
     return reply({"lease_expires_at": exp})
 
 
+async def release(request: web.Request) -> web.Response:
+    body, _ = await read_body(request)
+    req = p.decode_release(body)
+    st = await svc(request).release(request.match_info["id"], req.lease, req.delay)
+    state = p.STATES[st.state]
+    return reply({"state": state} if state == "queued" else {"state": state, "run_at": st.run_at})
+
+
 # ---- inspecting and managing ----------------------------------------------------
 
 
@@ -419,6 +427,7 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/jobs/{id}/ack", ack, BodyRule("result")),
     Route("POST", "/v1/jobs/{id}/fail", fail, BodyRule("fail")),
     Route("POST", "/v1/jobs/{id}/heartbeat", heartbeat, BodyRule("result")),
+    Route("POST", "/v1/jobs/{id}/release", release, BodyRule("small")),
     Route("POST", "/v1/jobs/{id}/retry", retry_job),
     Route("GET", "/healthz", healthz),
     Route("GET", "/readyz", readyz),

@@ -102,6 +102,18 @@ def spawn_writer(settings: Settings) -> tuple[int, WriterHandle]:
         raise
 
 
+class _Held(msgspec.Struct):
+    id: str
+    lease: str
+
+
+_held_dec = msgspec.json.Decoder(_Held)
+
+
+def _held_of(job: LeasedJob | msgspec.Raw) -> _Held | LeasedJob:
+    return _held_dec.decode(job) if isinstance(job, msgspec.Raw) else job
+
+
 class LoopState:
     """What a background loop is doing, for /metrics and logs."""
 
@@ -136,6 +148,7 @@ class QueueService:
         # writes waiting for the writer: future -> when sent (monotonic), oldest first
         self._pending: dict[asyncio.Future[Any], float] = {}
         self._watchdog_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()  # releases of orphaned leases
         self._next_due_ms: int | None = None
         self._timer_wake: asyncio.Event | None = None
         self._timer_task: asyncio.Task[None] | None = None
@@ -195,6 +208,8 @@ class QueueService:
                     await task
                 except asyncio.CancelledError:
                     pass
+        if self._background:  # releases of orphaned leases: let them land
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self.writer.stop()
         self.store.close()
         os.close(self._lock_fd)
@@ -270,24 +285,51 @@ class QueueService:
     async def lease(self, queues: list[str], max_jobs: int, wait: float, worker: str | None,
                     timeout: float | None) -> list[LeasedJob] | list[msgspec.Raw]:
         """The leased jobs: records (writer thread) or their JSON as it came from the writer
-        process; either is written out as they are."""
+        process; either is written out as they are. If the client goes away before they
+        reach it, the jobs it was handed are released (back in the queue, no attempt used)."""
         if self.draining:
             return []
         if wait <= 0:
             op = r.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32),
                          self.s.max_lease_bytes)
-            jobs: list[LeasedJob] | list[msgspec.Raw] = await self._submit(op)
-            return jobs
+            return await self._leased(self.writer.submit(op))  # type: ignore[no-any-return]
         parked = self.writer.park(queues, max_jobs, worker, timeout)
         try:
             return await asyncio.wait_for(asyncio.shield(parked.fut), wait)
         except TimeoutError:
             if self.writer.unpark(parked):
                 return []
-            return await self._await_writer(parked.fut)  # type: ignore[no-any-return]  # being served
+            return await self._leased(parked.fut)  # type: ignore[no-any-return]  # being served
         except asyncio.CancelledError:  # the client went away
-            self.writer.unpark(parked)  # if it was being served, those leases will expire
+            if not self.writer.unpark(parked):  # being served (or, for a process, maybe)
+                self._release_when_done(parked.fut)
             raise
+
+    async def _leased(self, fut: asyncio.Future[Any]) -> Any:
+        """A lease's answer, under the write deadline; released if the client leaves first."""
+        try:
+            return await self._await_writer(asyncio.shield(fut))
+        except asyncio.CancelledError:
+            self._release_when_done(fut)
+            raise
+
+    def _release_when_done(self, fut: asyncio.Future[Any]) -> None:
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled() or f.exception() is not None or not f.result():
+                return
+            held = [(j.id, j.lease) for j in map(_held_of, f.result())]
+            task = asyncio.get_running_loop().create_task(self._release_all(held))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        fut.add_done_callback(done)
+
+    async def _release_all(self, held: list[tuple[str, str]]) -> None:
+        log.info("a client left before its lease answer: releasing %d jobs", len(held))
+        for jid, lease in held:
+            try:
+                await self._submit(r.Release(self.clock.now(), jid, lease, 0.0))
+            except TqdError as e:  # gone or taken meanwhile: nothing to give back
+                log.info("release of %s after its client left: %s", jid, e.message)
 
     async def ack(self, jid: str, lease: str, result: bytes | None) -> None:
         await self._submit(r.Ack(self.clock.now(), [r.AckItem(jid, lease, result)], True))
@@ -301,6 +343,10 @@ class QueueService:
         op = r.Fail(self.clock.now(), jid, lease, error, details, retry, retry_in,
                     random.uniform(0.75, 1.25))
         st: r.JobState = await self._submit(op)
+        return st
+
+    async def release(self, jid: str, lease: str, delay: float) -> r.JobState:
+        st: r.JobState = await self._submit(r.Release(self.clock.now(), jid, lease, delay))
         return st
 
     async def heartbeat(self, jid: str, lease: str, extend: float | None,

@@ -226,10 +226,16 @@ async def _lost_reason(client: Client, jid: str, code: str) -> str:
     return f"lease lost (the job is {job.state}, attempt {job.attempt})"
 
 
-async def _give_back(client: Client, job: LeasedJob, why: str, elapsed: str = "") -> None:
-    """Release a leased job for another worker to take at once (worker shutdown)."""
+async def _give_back(client: Client, job: LeasedJob, why: str, elapsed: str = "",
+                     started: bool = True) -> None:
+    """Give a leased job back for another worker to take at once (worker shutdown). A job
+    that never started is released (its lease does not count as an attempt); one whose
+    handler was interrupted fails with retry_in 0 (it ran, so the attempt counts)."""
     try:
-        await client.fail(job.id, job.lease, "worker shutdown", None, retry=True, retry_in=0)
+        if started:
+            await client.fail(job.id, job.lease, "worker shutdown", None, retry=True, retry_in=0)
+        else:
+            await client.release(job.id, job.lease)
         log.warning("%8s ↩ %s %s released (%s)", elapsed, job.id, job.type, why)
     except ClientError as e:
         log.warning("release of %s failed (%s); it runs again when its lease expires", job.id, e)
@@ -555,7 +561,8 @@ class Worker:
         await self._give_back_unstarted(jobs)
 
     async def _give_back_unstarted(self, jobs: list[LeasedJob]) -> None:
-        await asyncio.gather(*(_give_back(self.client, j, "leased as the worker stopped; not started")
+        await asyncio.gather(*(_give_back(self.client, j, "leased as the worker stopped; not started",
+                                          started=False)
                                for j in jobs))
 
     def _start(self, job: LeasedJob, tasks: set[asyncio.Task[None]]) -> None:

@@ -116,6 +116,7 @@ _DEC: dict[type, msgspec.json.Decoder[Any]] = {
     r.SetPaused: msgspec.json.Decoder(None),
     r.Tick: msgspec.json.Decoder(int),
     r.DeleteQueue: msgspec.json.Decoder(None),
+    r.Release: msgspec.json.Decoder(r.JobState),
 }
 _LEASE_DEC = _DEC[r.Lease]
 
