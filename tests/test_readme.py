@@ -128,3 +128,17 @@ def test_readme_blocks_run_as_pasted(server_factory: type[ServerProcess], tmp_pa
                 unmeant = [e.error for e in job.errors if e.error not in text]
                 assert not unmeant, f"job {job.id} ({job.type} in {s.name}) failed: {job.errors[-1]}"
     assert server.stop() == 0, server.log.decode(errors="replace")
+
+
+def test_configuration_table_lists_every_setting() -> None:
+    """Every flag of `tqd serve` has its row, with its env var and its default."""
+    from tqd import config
+
+    text = README.read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(--[a-z-]+)` \|.*$", text, re.M)}
+    for f in config.settings_fields():
+        row = rows.get(config.flag_name(f))
+        assert row is not None, f"README's Configuration table has no row for {config.flag_name(f)}"
+        assert f"`{config.env_name(f)}`" in row, row
+        default = f.default if not isinstance(f.default, float) else f"{f.default:g}"
+        assert f"| {default} |" in row, (row, default)
