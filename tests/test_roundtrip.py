@@ -112,6 +112,7 @@ def test_an_undecodable_message_fails_alone() -> None:
     msgs = wp._decode_msgs(frame)
     assert msgs[0] == good
     assert isinstance(msgs[1], wp.BadMsg) and msgs[1].rid == 8
+    assert wp._decode_msgs(b"\xc1") == []  # not even a list: logged, the writer goes on
 
 
 async def test_an_unreadable_answer_fails_only_its_request() -> None:

@@ -101,6 +101,7 @@ def test_jobs_leased_to_a_client_that_left_are_released(server_factory: type[Ser
     os.kill(writer, signal.SIGSTOP)
     _hang_up(api, {"queues": ["q"], "max": 5, "timeout": 600})  # answered at once
     os.kill(writer, signal.SIGCONT)
+    api.enqueue_ok("q2", {})  # answered after the writer applied the lease
     _until(lambda: api.job(first)["state"] == "queued" and api.job(first)["attempt"] == 0)
 
     # a long-poll served by an enqueue that came in with its client's hang-up
@@ -115,3 +116,20 @@ def test_jobs_leased_to_a_client_that_left_are_released(server_factory: type[Ser
     _until(lambda: api.job(second)["state"] == "queued" and api.job(second)["attempt"] == 0)
     assert s.stop() == 0
     assert b"Traceback" not in s.log, s.log.decode(errors="replace")
+
+
+def test_a_lease_answered_503_is_released_when_it_commits(server_factory: type[ServerProcess],
+                                                          tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "data", "--write-deadline-s", "1").start()
+    assert s.proc is not None
+    api = Api(s.url)
+    jid = api.enqueue_ok("q", {"payload": 1})
+    (writer,) = children(s.proc.pid)
+    os.kill(writer, signal.SIGSTOP)
+    try:
+        assert_error(api.lease(["q"], max=5), 503, "not_ready")  # the deadline passed
+    finally:
+        os.kill(writer, signal.SIGCONT)  # now the lease commits, for nobody
+    api.enqueue_ok("q2", {})  # answered after the writer applied the lease (one line of work)
+    _until(lambda: (j := api.job(jid))["state"] == "queued" and j["attempt"] == 0)
+    assert s.stop() == 0

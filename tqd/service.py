@@ -306,10 +306,11 @@ class QueueService:
             raise
 
     async def _leased(self, fut: asyncio.Future[Any]) -> Any:
-        """A lease's answer, under the write deadline; released if the client leaves first."""
+        """A lease's answer, under the write deadline; released if the client leaves first
+        or is answered 503 before the lease commits."""
         try:
             return await self._await_writer(asyncio.shield(fut))
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, NotReady):
             self._release_when_done(fut)
             raise
 

@@ -221,7 +221,12 @@ def _decode_msgs(frame: bytes) -> list[Any]:
     except (msgspec.DecodeError, ValueError):
         pass
     out: list[Any] = []
-    for raw in _raw_list_dec.decode(frame):
+    try:
+        raws = _raw_list_dec.decode(frame)
+    except (msgspec.DecodeError, ValueError):  # not even a list: its requests get their 503
+        log.exception("bug: unreadable frame from the server")  # from the write deadline
+        return out
+    for raw in raws:
         try:
             out.append(_msg_dec.decode(raw))
         except (msgspec.DecodeError, ValueError) as e:
