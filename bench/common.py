@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-PY = os.environ.get("TQD_BENCH_PYTHON", "/work/venv/bin/python")
+PY = os.environ.get("TQD_BENCH_PYTHON", sys.executable)  # the harness's own Python by default
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

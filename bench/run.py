@@ -1,8 +1,8 @@
 """tqd benchmark harness: one entry point for every scenario.
 
-    /work/venv/bin/python bench/run.py --quick                 # tqd only, about 2 minutes
-    /work/venv/bin/python bench/run.py --peers --json out.jsonl
-    /work/venv/bin/python bench/run.py --backlog 10000000 --only backlog   # the full backlog run
+    python bench/run.py --quick                 # tqd only, about 2 minutes
+    python bench/run.py --peers --json out.jsonl
+    python bench/run.py --backlog 10000000 --only backlog   # the full backlog run
 
 Scenarios (one module each, named by what it measures):
     enqueue_single  one job per request, 16 keep-alive connections in 2 processes
