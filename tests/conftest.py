@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tqd.config import Settings
+from tqd.core import Core
+from tqd.store import Store
+from tqd.writer import Writer
+
 LISTEN_RE = re.compile(rb"tqd (?:\S+ )?listening on (http://\S+)")
 
 
@@ -88,3 +93,13 @@ def server(server_factory: type[ServerProcess], tmp_path: Path) -> Iterator[Serv
     rc = s.stop()
     assert b"Traceback" not in s.log, s.log.decode(errors="replace")
     assert rc == 0, s.log.decode(errors="replace")
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[Writer]:
+    """The core's writer on a store in tmp_path, applied in-process (apply_now/apply_batch)."""
+    store = Store(tmp_path, 1 << 26)
+    w = Writer(store, Core(Settings(data_dir=tmp_path)), max_batch_ops=100,
+               log_keep_entries=10_000, on_commit=lambda c: None)
+    yield w
+    store.close()

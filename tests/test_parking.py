@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import lmdb
@@ -19,20 +18,8 @@ from _http import Api, running
 from test_writer_process import children
 
 from tqd import records as r
-from tqd.config import Settings
-from tqd.core import Core
 from tqd.errors import StorageFull
-from tqd.store import Store
 from tqd.writer import PARKED, Parked, Writer
-
-
-@pytest.fixture
-def writer(tmp_path: Path) -> Iterator[Writer]:
-    store = Store(tmp_path, 1 << 26)
-    w = Writer(store, Core(Settings(data_dir=tmp_path)), max_batch_ops=100,
-               log_keep_entries=10_000, on_commit=lambda c: None)
-    yield w
-    store.close()
 
 
 def _park(w: Writer, queues: list[str], loop: asyncio.AbstractEventLoop) -> Parked:

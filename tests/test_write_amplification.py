@@ -6,10 +6,7 @@ once per commit, not per op, so they are not counted here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tqd import records as r
 from tqd.config import Settings
@@ -18,15 +15,6 @@ from tqd.store import Store
 from tqd.writer import Writer
 
 LOG = 1  # the op's replication log entry
-
-
-@pytest.fixture
-def writer(tmp_path: Path) -> Iterator[Writer]:
-    store = Store(tmp_path, 1 << 26)
-    w = Writer(store, Core(Settings(data_dir=tmp_path)), max_batch_ops=100,
-               log_keep_entries=10_000, on_commit=lambda c: None)
-    yield w
-    store.close()
 
 
 def writes(w: Writer, op: r.Op) -> tuple[object, int]:
