@@ -22,12 +22,12 @@ lease was lost (expired, the job is now elsewhere).
 
 Shutdown (SIGTERM/SIGINT, or `stop()`): stop leasing, give running jobs
 `grace_s` to finish, then mark the rest cancelled and release them with
-`fail(retry_in=0)` so another worker takes them at once. A lease request in
-flight when the stop comes is not hung up on (the server may be handing it
-jobs at that instant, and an answer nobody reads would strand them until
-their leases expire): it is awaited, at most its long-poll wait `poll_wait_s`,
-and the jobs it brings are released the same way, never started. A second
-signal skips the grace period and that wait.
+`fail(retry_in=0)` so another worker takes them at once (they ran, so the
+attempt counts). A lease request in flight when the stop comes is not hung
+up on: it is awaited, at most its long-poll wait `poll_wait_s`, and the jobs
+it brings are handed back with `release` (never started: no attempt used). A
+second signal skips the grace period and that wait; the server then releases
+whatever it was handing the request that was hung up on.
 
 Burst mode ends `run()` once the queues are empty; if the server cannot be
 reached (after the client's retries) it stops and `run()` raises the
@@ -556,7 +556,7 @@ class Worker:
             lease.cancel()
             await asyncio.gather(lease, return_exceptions=True)
             log.warning("worker %s: gave up on the lease request in flight; any job it was "
-                        "handed runs again when its lease expires", self.name)
+                        "handed goes back to the queue (the server releases it)", self.name)
             return
         await self._give_back_unstarted(jobs)
 
