@@ -573,7 +573,8 @@ class Worker:
 
         def done(t: asyncio.Task[None]) -> None:
             tasks.discard(t)
-            self.running.pop(job.id, None)
+            if self.running.get(job.id) is r:  # not the same job leased again meanwhile
+                del self.running[job.id]
             self.jobs_done += 1
             assert self._slot is not None
             self._slot.set()
