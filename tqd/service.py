@@ -27,6 +27,7 @@ from .core import AckOutcome, Core, ms
 from .errors import InvalidRequest, NotReady, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueuePage, QueueStats
 from .store import Store
+from .supervisor import LoopState, Supervisor
 from .writer import Commit, Writer, WriterApi
 from .writer_proc import RemoteWriter, WriterHandle, spawn
 
@@ -114,16 +115,6 @@ def _held_of(job: LeasedJob | msgspec.Raw) -> _Held | LeasedJob:
     return _held_dec.decode(job) if isinstance(job, msgspec.Raw) else job
 
 
-class LoopState:
-    """What a background loop is doing, for /metrics and logs."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.runs = 0
-        self.errors = 0
-        self.last_run = 0.0
-
-
 class QueueService:
     def __init__(self, settings: Settings, clock: Clock | None = None, *,
                  lock_fd: int | None = None, writer: WriterHandle | None = None) -> None:
@@ -143,15 +134,12 @@ class QueueService:
         else:
             self.writer = self._remote = RemoteWriter(writer, self._on_commit)
         self.draining = False
-        self.timer = LoopState("timers")
-        self.watchdog = LoopState("write-deadline")
+        self.loops = Supervisor()  # the timer and write-deadline loops; their states
         # writes waiting for the writer: future -> when sent (monotonic), oldest first
         self._pending: dict[asyncio.Future[Any], float] = {}
-        self._watchdog_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()  # releases of orphaned leases
         self._next_due_ms: int | None = None
         self._timer_wake: asyncio.Event | None = None
-        self._timer_task: asyncio.Task[None] | None = None
 
     # ---- life cycle ----------------------------------------------------------
 
@@ -165,8 +153,8 @@ class QueueService:
         with self.store.read() as t:
             self._next_due_ms = t.first_due_ms()
         self._timer_wake = asyncio.Event()
-        self._timer_task = asyncio.create_task(self._timer_loop(), name="tqd-timers")
-        self._watchdog_task = asyncio.create_task(self._watchdog_loop(), name="tqd-write-deadline")
+        self.loops.start("timers", self._timer_loop)
+        self.loops.start("write-deadline", self._watchdog_loop)
 
     @property
     def writer_lost(self) -> bool:
@@ -201,13 +189,7 @@ class QueueService:
 
     async def stop(self) -> None:
         self.begin_drain()
-        for task in (self._timer_task, self._watchdog_task):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        await self.loops.stop()
         if self._background:  # releases of orphaned leases: let them land
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.writer.stop()
@@ -220,20 +202,20 @@ class QueueService:
             if self._timer_wake is not None:
                 self._timer_wake.set()
 
-    async def _watchdog_loop(self) -> None:
+    async def _watchdog_loop(self, state: LoopState) -> None:
         """Fail the writes the writer has not answered within write_deadline_s with 503: a
         stuck disk must not hold requests (and their connections) forever."""
         deadline = self.s.write_deadline_s
         while True:
             await asyncio.sleep(min(0.5, deadline / 4))
-            self.watchdog.runs += 1
-            self.watchdog.last_run = time.time()
+            state.runs += 1
+            state.last_run = time.time()
             now = time.monotonic()
             for fut, t in list(self._pending.items()):
                 if now - t < deadline:
                     break
                 if not fut.done():
-                    self.watchdog.errors += 1
+                    state.errors += 1
                     fut.set_exception(NotReady(
                         f"the writer did not answer within {deadline:g} s; the write may "
                         "still be applied later (check before retrying it)"))
@@ -246,7 +228,7 @@ class QueueService:
         finally:
             del self._pending[fut]
 
-    async def _timer_loop(self) -> None:
+    async def _timer_loop(self, state: LoopState) -> None:
         assert self._timer_wake is not None
         while True:
             now = self.clock.now()
@@ -254,10 +236,10 @@ class QueueService:
             if due is not None and due <= ms(now):
                 try:
                     taken = await self._submit(r.Tick(now, TICK_LIMIT))
-                    self.timer.runs += 1
-                    self.timer.last_run = time.time()
+                    state.runs += 1
+                    state.last_run = time.time()
                 except TqdError as e:
-                    self.timer.errors += 1
+                    state.errors += 1
                     log.warning("timer tick failed: %s", e.message)
                     await asyncio.sleep(1.0)
                     continue

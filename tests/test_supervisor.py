@@ -1,0 +1,75 @@
+"""Background loops under one supervisor: a loop that raises is logged and started again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tqd import records as r
+from tqd.config import Settings
+from tqd.service import QueueService
+from tqd.supervisor import LoopState, Supervisor
+
+
+async def _until(pred: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_failing_loop_is_restarted_with_backoff_and_stops_cleanly() -> None:
+    sup = Supervisor(backoff_min_s=0.01, backoff_max_s=0.05)
+    passes: list[int] = []
+
+    async def flaky(state: LoopState) -> None:
+        passes.append(state.restarts)
+        if state.restarts < 3:
+            raise RuntimeError(f"boom {state.restarts}")
+        while True:
+            state.runs += 1
+            await asyncio.sleep(0.01)
+
+    async def once(state: LoopState) -> None:
+        state.runs += 1
+
+    st = sup.start("flaky", flaky)
+    done = sup.start("once", once)
+    with pytest.raises(ValueError):
+        sup.start("once", once)
+    await _until(lambda: st.runs > 0)
+    assert passes == [0, 1, 2, 3] and st.restarts == 3 and st.running
+    assert st.last_error == "RuntimeError: boom 2"
+    assert done.runs == 1 and not done.running and done.restarts == 0
+    await sup.stop()  # cancels, waits, never raises
+    assert not st.running
+
+
+async def test_the_timer_loop_survives_a_bug(tmp_path: Path) -> None:
+    """Delayed jobs still become ready after one pass of the timer loop raised."""
+    svc = QueueService(Settings(data_dir=tmp_path, writer="thread"))
+    await svc.start()
+    try:
+        real = svc._submit
+        failed: list[r.Op] = []
+
+        async def submit(op: r.Op) -> Any:
+            if isinstance(op, r.Tick) and not failed:
+                failed.append(op)
+                raise RuntimeError("a bug in one pass")
+            return await real(op)
+
+        svc._submit = submit  # type: ignore[method-assign]
+        (res,) = await svc.enqueue("q", [r.NewJob(None, None, b"1", 5, svc.clock.now() + 0.2, 3,
+                                                    30.0, None)])
+        assert res.state == "scheduled"
+        await _until(lambda: svc.get_job(res.id).state == "queued")
+        timers = svc.loops.states["timers"]
+        assert failed and timers.restarts == 1 and timers.running
+        assert timers.last_error == "RuntimeError: a bug in one pass"
+    finally:
+        await svc.stop()
