@@ -5,6 +5,7 @@ Info strings say what a block is for:
 - `sh`: run with `bash -e -o pipefail` (a `curl` that does not get a 2xx fails it);
 - `python`: run with this Python; `python file=NAME` is saved as NAME (for the
   blocks after it, e.g. `tqd worker tasks:worker`);
+- `toml`: a config file for `tqd serve --config` (it must load);
 - `sh notest` / `python notest`: meant for a reader, not this test (installing,
   starting the server); `text`: diagrams and sample output.
 
@@ -30,11 +31,11 @@ from pathlib import Path
 import pytest
 from conftest import ServerProcess
 
-from tqd import SyncClient
+from tqd import SyncClient, config
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(.*)$")
-KNOWN = {"sh", "python", "text"}
+KNOWN = {"sh", "python", "text", "toml"}
 
 
 def _curl_fails() -> str:
@@ -110,6 +111,10 @@ def test_readme_blocks_run_as_pasted(server_factory: type[ServerProcess], tmp_pa
     for b in blocks(text):
         if b.lang == "text" or "notest" in b.attrs:
             continue
+        if b.lang == "toml":
+            (tmp_path / "run" / "tqd.toml").write_text(b.code, encoding="utf-8")
+            config.load({}, env={}, config_file=str(tmp_path / "run" / "tqd.toml"))
+            continue
         if "file" in b.attrs:
             (tmp_path / "run" / b.attrs["file"]).write_text(b.code, encoding="utf-8")
             continue
@@ -132,7 +137,6 @@ def test_readme_blocks_run_as_pasted(server_factory: type[ServerProcess], tmp_pa
 
 def test_configuration_table_lists_every_setting() -> None:
     """Every flag of `tqd serve` has its row, with its env var and its default."""
-    from tqd import config
 
     text = README.read_text()
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(--[a-z-]+)` \|.*$", text, re.M)}

@@ -13,7 +13,11 @@ from . import config
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = sub.add_parser("serve", help="run the tqd daemon",
                         description="Run the tqd daemon. Every flag can also be set with the "
-                        "TQD_* environment variable shown.")
+                        "TQD_* environment variable shown, or in a TOML config file (--config); "
+                        "flags win over the environment, the environment over the file.")
+    sp.add_argument("--config", default=None, metavar="FILE",
+                    help="TOML file of settings, by field name (lease_timeout_s = 30) or flag "
+                    "name (data = \"/var/lib/tqd\") (env TQD_CONFIG)")
     for f in config.settings_fields():
         sp.add_argument(config.flag_name(f), dest=f.name, default=None, metavar=f.name.upper(),
                         help=f"{f.metadata.get('help', '')} (default {f.default}; "
@@ -30,7 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = config.load({f.name: getattr(args, f.name) for f in config.settings_fields()})
+        settings = config.load({f.name: getattr(args, f.name) for f in config.settings_fields()},
+                               config_file=args.config)
     except ValueError as e:
         print(f"tqd: bad setting: {e}", file=sys.stderr)
         return 2

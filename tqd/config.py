@@ -1,4 +1,5 @@
-"""One frozen Settings object. CLI flags and TQD_* env vars map onto its fields.
+"""One frozen Settings object. A TOML config file, TQD_* env vars and CLI flags map onto
+its fields (flags win over env, env over the file).
 
 Field names carry their units; the flag for a field is ``--`` plus the name with
 dashes (``lease_timeout_s`` -> ``--lease-timeout-s``, env ``TQD_LEASE_TIMEOUT_S``),
@@ -9,10 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -129,32 +134,67 @@ def env_name(f: dataclasses.Field[Any]) -> str:
     return "TQD_DATA" if f.name == "data_dir" else "TQD_" + f.name.upper()
 
 
-def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = f.type if isinstance(f.type, str) else f.type.__name__
+_DIGITS = re.compile(r"-?\d[\d_]*")
+
+
+def _dec_hook(t: type, obj: Any) -> Any:
+    if t is Path and isinstance(obj, str):
+        return Path(obj)
+    raise NotImplementedError(f"cannot read {obj!r} as {t}")
+
+
+def _plain(raw: Any) -> Any:
+    """A flag or env string as msgspec's lax mode reads it ("1_000" is 1000, as in TOML)."""
+    return raw.replace("_", "") if isinstance(raw, str) and _DIGITS.fullmatch(raw) else raw
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings of a TOML file: field names (or a flag's name without dashes, e.g.
+    ``data``, ``lease-timeout-s``) at the top level. Unknown names are an error."""
     try:
-        if kind == "int":
-            return int(raw.replace("_", ""))
-        if kind == "float":
-            return float(raw)
-        if kind == "Path":
-            return Path(raw)
-    except ValueError:
-        raise ValueError(f"{f.name}: cannot read {raw!r} as {kind}") from None
-    return raw
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+    except OSError as e:
+        raise ValueError(f"cannot read the config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path}: {e}") from None
+    names = {f.name: f.name for f in fields(Settings)}
+    names.update({flag_name(f)[2:]: f.name for f in fields(Settings)})
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key not in names:
+            raise ValueError(f"config file {path}: unknown setting {key!r}")
+        out[names[key]] = value
+    return out
 
 
 def settings_fields() -> tuple[dataclasses.Field[Any], ...]:
     return fields(Settings)
 
 
-def load(overrides: Mapping[str, str | None], env: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from flag values (strings, None = not given) over TQD_* env vars."""
+def load(overrides: Mapping[str, str | None], env: Mapping[str, str] | None = None,
+         config_file: str | None = None) -> Settings:
+    """Settings from, lowest first: defaults, the TOML config file (``config_file``, else
+    ``TQD_CONFIG``), ``TQD_*`` environment variables, flag values (strings; None = not
+    given). Every value is converted and checked by msgspec against Settings' types, then
+    by its own rules; any problem is a ValueError naming the setting."""
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
+    path = config_file or env.get("TQD_CONFIG")
+    values: dict[str, Any] = read_config_file(Path(path)) if path else {}
     for f in fields(Settings):
         raw = overrides.get(f.name)
         if raw is None:
             raw = env.get(env_name(f))
         if raw is not None:
-            values[f.name] = _convert(f, raw)
-    return Settings(**values)
+            values[f.name] = _plain(raw)
+    try:
+        return msgspec.convert(values, Settings, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as e:
+        m = _TYPE_ERROR.fullmatch(str(e))
+        if m is None:  # a rule of Settings (__post_init__), already in words
+            raise ValueError(str(e)) from None
+        name = m.group(3)
+        raise ValueError(f"{name}: expected {m.group(1)}, got {values.get(name)!r}") from None
+
+
+_TYPE_ERROR = re.compile(r"Expected `(.+)`, got `(.+)` - at `\$\.(\w+)`")
