@@ -7,6 +7,11 @@ of predicting them (and checks instead): generated job ids (fresh, and
 increasing in enqueue order), lease tokens (never seen before) and the
 jittered run_at of a job whose lease expired (within [0.75, 1.25] of the
 documented backoff).
+
+A repeated ack or fail (the very token and call that ended the job's last
+lease) answers as the first did and changes nothing, until the job moves on:
+leased again, cancelled, retried or redriven (a delayed retry becoming due
+is not moving on; the repeated fail then tells the job's state now).
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class MJob:
     errors: list[tuple[int, float, str, str | None]] = field(default_factory=list)
     result: bytes | None = None
     progress: bytes | None = None
+    ended_by: tuple[str, str] | None = None  # (token, "ack" | "fail") that ended the last lease
 
 
 @dataclass
@@ -89,6 +95,7 @@ class Model:
         self.keys: dict[tuple[str, str], str] = {}
         self.queues: dict[str, MQueue] = {}
         self.issued: list[tuple[str, str]] = []  # every (id, token) ever handed out
+        self.endings: list[tuple[str, str, str]] = []  # every (id, token, call) that ended a lease
         self._tokens: set[str] = set()
         self._ready_counter = 0
         self._last_generated: str | None = None
@@ -216,14 +223,28 @@ class Model:
         self._tokens.add(token)
         self.issued.append((jid, token))
         j.state, j.attempt, j.token, j.worker = "active", j.attempt + 1, token, worker
+        j.ended_by = None
         j.started_at = self.now
         j.lease_expires_at = self.now + (timeout if timeout is not None else j.timeout)
+
+    def _ended(self, j: MJob, token: str, call: str) -> None:
+        j.ended_by = (token, call)
+        self.endings.append((j.id, token, call))
+
+    def repeats(self, jid: str, token: str, call: str) -> MJob | None:
+        """The job if this call with this token is the one that ended its last lease."""
+        j = self.jobs.get(jid)
+        return j if j is not None and j.ended_by == (token, call) else None
 
     def ack(self, jid: str, token: str, result: bytes | None) -> str | None:
         j, err = self.held(jid, token)
         if j is None:
+            if self.repeats(jid, token, "ack"):
+                self.notes.append("ack repeated")
+                return None
             return err
         self._leave_active(j)
+        self._ended(j, token, "ack")
         if result is not None and result != b"null":
             j.result = result
         j.state, j.finished_at = "completed", self.now
@@ -234,9 +255,14 @@ class Model:
              retry_in: float | None, jitter: float) -> tuple[str, float | None] | str:
         j, err = self.held(jid, token)
         if j is None:
+            again = self.repeats(jid, token, "fail")
+            if again is not None:
+                self.notes.append(f"fail repeated: {again.state}")
+                return again.state, again.run_at
             assert err is not None
             return err
         self._leave_active(j)
+        self._ended(j, token, "fail")
         self._add_error(j, error, details)
         self.q(j.queue).failed_total += 1
         if not retry or j.attempt >= j.max_attempts:
@@ -282,12 +308,12 @@ class Model:
         if j.state in FINISHED:
             return INVALID_STATE
         self._leave_active(j)
-        j.state, j.finished_at = "cancelled", self.now
+        j.state, j.finished_at, j.ended_by = "cancelled", self.now, None
         return None
 
     def _requeue(self, j: MJob) -> None:
         self._leave_active(j)
-        j.attempt, j.finished_at = 0, None
+        j.attempt, j.finished_at, j.ended_by = 0, None, None
         self._make_ready(j)
 
     def retry(self, jid: str) -> str | None:

@@ -523,19 +523,19 @@ def test_bulk_ack_mixed(api: Api, q: str) -> None:
     b = api.enqueue_ok(q)
     c = api.enqueue_ok(q)
     la, lb, lc = api.lease_jobs([q], max=3)
-    assert api.ack(b, lb["lease"]).status == 200  # b's token is now stale
+    assert api.ack(b, lb["lease"]).status == 200  # b's line repeats this ack: ok again
     lines = [{"id": a, "lease": la["lease"], "result": 1}, {"id": b, "lease": lb["lease"]},
              {"id": "nope-" + q, "lease": "x"}, {"id": c, "lease": lc["lease"] + "x"},
              {"id": c, "lease": lc["lease"]}]
     r = api.request("POST", "/v1/ack", raw=b"\n".join(json.dumps(x).encode() for x in lines),
                     ctype=NDJSON)
     assert r.status == 200 and r.ctype == NDJSON
-    assert r.lines() == [{"id": a, "ok": True}, {"id": b, "ok": False, "error": "lease_lost"},
+    assert r.lines() == [{"id": a, "ok": True}, {"id": b, "ok": True},
                          {"id": "nope-" + q, "ok": False, "error": "not_found"},
                          {"id": c, "ok": False, "error": "lease_lost"}, {"id": c, "ok": True}]
     assert api.job(a)["result"] == 1 and api.job(a)["state"] == "completed"
     assert api.job(c)["state"] == "completed"
-    assert api.stats(q)["completed_total"] == 3
+    assert api.stats(q)["completed_total"] == 3  # b once
 
 
 # ---- fencing --------------------------------------------------------------------------------
@@ -587,17 +587,75 @@ def test_stale_token_after_cancel(api: Api, q: str) -> None:
     assert (st["active"], st["cancelled"]) == (0, 1)
 
 
-def test_stale_token_after_finish(api: Api, q: str) -> None:
+def _repeat_only(api: Api, q: str, jid: str, token: str, first: Any) -> None:
+    """The call that ended the lease, sent again (other arguments), answers as it did and
+    changes nothing; every other lease-fenced call with that token is 409 lease_lost."""
+    before, stats = api.job(jid), api.stats(q)
+    acked = first == {"state": "completed"}
+    again = api.ack(jid, token, "second") if acked else api.fail(jid, token, error="again")
+    assert (again.status, again.json()) == (200, first)
+    r = api.request("POST", "/v1/ack", raw=json.dumps({"id": jid, "lease": token}).encode(),
+                    ctype=NDJSON)
+    assert r.lines() == [{"id": jid, "ok": True} if acked
+                         else {"id": jid, "ok": False, "error": "lease_lost"}]
+    if acked:  # an ack after the ack is no fail
+        assert_error(api.fail(jid, token, error="e", retry=False), 409, "lease_lost")
+    else:  # nor is an ack after the fail an ack
+        assert_error(api.ack(jid, token, "r"), 409, "lease_lost")
+    assert_error(api.heartbeat(jid, token, extend=100, progress="p"), 409, "lease_lost")
+    assert (api.job(jid), api.stats(q)) == (before, stats)
+
+
+def test_repeated_ack_answers_as_the_first(api: Api, q: str) -> None:
     jid = api.enqueue_ok(q)
     job = api.lease_one(q)
-    assert api.ack(jid, job["lease"], "first").status == 200
-    _all_stale(api, jid, job["lease"])
+    r = api.ack(jid, job["lease"], "first")
+    assert (r.status, r.json()) == (200, {"state": "completed"})
+    _repeat_only(api, q, jid, job["lease"], {"state": "completed"})
     assert api.job(jid)["result"] == "first"
-    jid2 = api.enqueue_ok(q, {"max_attempts": 1})
-    job2 = api.lease_one(q)
-    assert api.fail(jid2, job2["lease"], error="x").json() == {"state": "dead"}
-    _all_stale(api, jid2, job2["lease"])
     assert api.stats(q)["completed_total"] == 1
+
+
+def test_repeated_fail_answers_as_the_first(api: Api, q: str) -> None:
+    jid = api.enqueue_ok(q, {"max_attempts": 3})
+    job = api.lease_one(q)
+    r = api.fail(jid, job["lease"], error="boom", retry_in=30)
+    assert r.status == 200 and r.json()["state"] == "scheduled"
+    _repeat_only(api, q, jid, job["lease"], r.json())
+    j = api.job(jid)
+    assert [e["error"] for e in j["errors"]] == ["boom"] and j["attempt"] == 1
+    assert api.stats(q)["failed_total"] == 1
+    jid2 = api.enqueue_ok(q, {"max_attempts": 3})
+    job2 = api.lease_one(q)
+    assert api.fail(jid2, job2["lease"], error="fatal", retry=False).json() == {"state": "dead"}
+    _repeat_only(api, q, jid2, job2["lease"], {"state": "dead"})
+    assert [e["error"] for e in api.job(jid2)["errors"]] == ["fatal"]
+    assert api.stats(q)["failed_total"] == 2
+
+
+def test_token_that_finished_is_stale_once_the_job_moves_on(api: Api, q: str) -> None:
+    """Leased again, cancelled or retried: a repeat of the ending call is then just stale."""
+    jid = api.enqueue_ok(q, {"max_attempts": 3})
+    old = api.lease_one(q)
+    assert api.fail(jid, old["lease"], error="e1", retry_in=0).json()["state"] == "queued"
+    new = api.lease_one(q)
+    assert new["id"] == jid and new["lease"] != old["lease"]
+    _all_stale(api, jid, old["lease"])
+    assert api.ack(jid, new["lease"], "done").status == 200
+    _all_stale(api, jid, old["lease"])
+    assert api.ack(jid, new["lease"]).status == 200  # the finishing token still repeats
+    assert api.job(jid)["result"] == "done" and api.stats(q)["failed_total"] == 1
+    jid2 = api.enqueue_ok(q, {"max_attempts": 3})
+    job2 = api.lease_one(q)
+    assert api.fail(jid2, job2["lease"], error="x", retry_in=30).status == 200
+    assert api.request("DELETE", f"/v1/jobs/{jid2}").status == 200
+    _all_stale(api, jid2, job2["lease"])
+    jid3 = api.enqueue_ok(q, {"max_attempts": 3})
+    job3 = api.lease_one(q)
+    assert api.fail(jid3, job3["lease"], error="x", retry=False).json() == {"state": "dead"}
+    assert api.request("POST", f"/v1/jobs/{jid3}/retry").status == 200
+    _all_stale(api, jid3, job3["lease"])
+    assert api.job(jid3)["state"] == "queued"
 
 
 def test_wrong_token_and_unknown_job(api: Api, q: str) -> None:

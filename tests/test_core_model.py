@@ -272,6 +272,22 @@ class CoreMachine(RuleBasedStateMachine):
     def fail(self, data: st.DataObject, args: tuple[Any, ...]) -> None:
         self.do_fail(*self.pick_lease(data), *args)
 
+    @rule(data=st.data(), same_call=st.sampled_from([True, True, True, False]), bulk=st.booleans(),
+          result=RESULTS, args=FAIL_ARGS)
+    def repeat(self, data: st.DataObject, same_call: bool, bulk: bool, result: bytes | None,
+               args: tuple[Any, ...]) -> None:
+        """A client sends again an ack or fail that ended a lease (its answer was lost), or
+        the other call with that token: one of the latest few, however things went since."""
+        if not self.model.endings:
+            return
+        jid, tok, call = data.draw(st.sampled_from(self.model.endings[-3:]), label="ending")
+        before = dump(self.store)
+        if (call == "ack") == same_call:
+            self.do_ack([(jid, tok)], bulk, result)
+        else:
+            self.do_fail(jid, tok, *args)
+        assert dump(self.store) == before, "a repeated (or refused) call wrote something"
+
     @rule(data=st.data(), delay=st.sampled_from([0.0, 2.5]))
     def release(self, data: st.DataObject, delay: float) -> None:
         self.do_release(*self.pick_lease(data), delay)

@@ -172,6 +172,7 @@ class Core:
 
     def _leave(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState) -> None:
         """Take a job out of the index and counter of its current state."""
+        st.done_token = None  # it moves on: a repeat of the call that ended its lease is stale
         match st.state:
             case r.QUEUED:
                 tx.ready_del(spec.queue, spec.priority, st.ready_seq)
@@ -261,7 +262,7 @@ class Core:
                 qs.by_prio[prio] -= 1
                 qs.active += 1
                 expires = op.now + (op.timeout if op.timeout is not None else spec.timeout)
-                st.state, st.ready_seq = r.ACTIVE, 0
+                st.state, st.ready_seq, st.done_token = r.ACTIVE, 0, None
                 st.attempt += 1
                 st.started_at, st.lease_expires_at, st.worker = op.now, expires, op.worker
                 st.token = f"{tx.next_seq():x}.{op.salt:08x}"
@@ -289,6 +290,13 @@ class Core:
         assert spec is not None
         return spec, st
 
+    def _ended_by(self, tx: Tx, jid: str, lease: str) -> r.JobState | None:
+        """The job's state if `lease` is the token whose ack or fail ended the job's last lease
+        and the job has not moved on since (see JobState.done_token); else None. Which call
+        it was shows in the state: only an ack completes a job, and a completed job stays so."""
+        st = tx.get_state(jid)
+        return st if st is not None and st.done_token == lease else None
+
     # ---- finishing ---------------------------------------------------------------
 
     def ack(self, tx: Tx, op: r.Ack) -> list[AckOutcome]:
@@ -298,6 +306,10 @@ class Core:
             try:
                 spec, st = self._held(tx, item.id, item.lease, op.now)
             except (NotFound, LeaseLost) as e:
+                done = self._ended_by(tx, item.id, item.lease) if isinstance(e, LeaseLost) else None
+                if done is not None and done.state == r.COMPLETED:
+                    out.append(AckOutcome(item.id, None))  # a repeat: answered again, no write
+                    continue
                 if op.single:
                     raise
                 out.append(AckOutcome(item.id, e.code))
@@ -308,6 +320,7 @@ class Core:
                 tx.put_extra(item.id, b"r", item.result)
                 st.extras |= r.HAS_RESULT
             self._finish(tx, qs, item.id, st, r.COMPLETED, op.now, due)
+            st.done_token = item.lease
             qs.completed_total += 1
             tx.put_state(item.id, st)
             out.append(AckOutcome(item.id, None))
@@ -315,9 +328,18 @@ class Core:
         return out
 
     def fail(self, tx: Tx, op: r.Fail) -> r.JobState:
-        spec, st = self._held(tx, op.id, op.lease, op.now)
+        """A repeat of the fail that ended the job's last lease answers with the job's state
+        now (scheduled, queued once due, or dead) and writes nothing."""
+        try:
+            spec, st = self._held(tx, op.id, op.lease, op.now)
+        except LeaseLost:
+            done = self._ended_by(tx, op.id, op.lease)
+            if done is not None and done.state != r.COMPLETED:
+                return done
+            raise
         qs = tx.qstat(spec.queue)
         self._leave(tx, qs, op.id, spec, st)
+        st.done_token = op.lease
         self._add_error(tx, op.id, st, ErrorEntry(st.attempt, op.now, op.error, op.details))
         delay = None
         if op.retry and st.attempt < spec.max_attempts:

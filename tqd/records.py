@@ -59,6 +59,9 @@ class JobState(Struct, array_like=True):
     token: str | None = None
     worker: str | None = None
     extras: int = 0
+    # the token of the ack or fail that ended the last lease, until the job moves on (leased
+    # again, cancelled, retried): a repeat of that call answers as the first one did
+    done_token: str | None = None
 
 
 class QStat(Struct, array_like=True):
