@@ -210,7 +210,7 @@ def ack_leases(url: str, ledger: Ledger) -> None:
             st, body = conn.json("POST", f"/v1/jobs/{jid}/ack", {"lease": tok, "result": "ok"})
             assert (st, body) == (200, {"state": "completed"}), (jid, st, body)
             st, body = conn.json("POST", f"/v1/jobs/{jid}/ack", {"lease": tok})
-            assert st == 409 and body["error"] == "lease_lost", body
+            assert (st, body) == (200, {"state": "completed"}), body  # a repeat answers as the first
         if bulk:
             raw = b"".join(json.dumps({"id": j, "lease": t}).encode() + b"\n" for j, t in bulk)
             st, body = conn.call("POST", "/v1/ack", raw, "application/x-ndjson")
