@@ -338,12 +338,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     state = q.get("state") or None
     if state is not None and state not in p.STATES:
         raise InvalidRequest(f"state must be one of {', '.join(p.STATES)}")
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        raise InvalidRequest("limit must be an integer 1..1000") from None
-    if not 1 <= limit <= 1000:
-        raise InvalidRequest("limit must be an integer 1..1000")
+    limit = _int_param(q.get("limit", "100"), "limit", 1, 1000)
     try:
         after = int(q["after"], 16) if q.get("after") else 0
     except ValueError:

@@ -170,7 +170,7 @@ class QueueService:
         """Why this node cannot take writes now (None: it can)."""
         if self.draining:
             return "draining"
-        if self.writer_lost or (self._remote is not None and self._remote.closed):
+        if self._remote is not None and self._remote.closed:  # also when it died on its own
             return "the writer process is gone"
         age = self.oldest_write_age()
         if age > self.stall_s:

@@ -46,6 +46,8 @@ from .store import StorageFailed, Store, Tx
 log = logging.getLogger("tqd.writer")
 _STOP = object()
 PARKED = object()  # result placeholder: this lease waits in the writer
+# the store refused a batch (map full, disk full or failing): 507, not a bug
+_STORAGE_ERRORS = (lmdb.MapFullError, lmdb.DiskError, StorageFailed)
 
 
 class Commit:
@@ -265,7 +267,7 @@ class Writer:
         batch's served list)."""
         try:
             return self._apply(batch)
-        except (lmdb.MapFullError, lmdb.DiskError, StorageFailed) as e:
+        except _STORAGE_ERRORS as e:
             return self._full(batch, e)
         except _Unexpected:
             if len(batch) == 1:
@@ -280,7 +282,7 @@ class Writer:
                 results.append(res[0])
                 served += s
                 commit.merge(c)
-            except (lmdb.MapFullError, lmdb.DiskError, StorageFailed) as e:
+            except _STORAGE_ERRORS as e:
                 results += self._full([item], e)[0]
             except Exception as e:  # noqa: BLE001
                 log.exception("op failed: %r", item[0])
