@@ -217,10 +217,7 @@ async def test_sigint_as_jobs_arrive_leaves_none_active(srv: ServerProcess, clie
             proc.send_signal(signal.SIGINT)
             rc = await asyncio.to_thread(proc.wait, 30)
         finally:
-            proc.kill()
-            assert proc.stderr is not None
-            log = proc.stderr.read().decode()
-            proc.stderr.close()
+            log = end_worker(proc)
         assert rc == 0, log
         states = [(await client.get(r.id)).state for r in res]
         assert set(states) <= {"completed", "queued"}, (states, log)
@@ -287,6 +284,15 @@ def spawn_worker(tmp_path: Path, url: str, *args: str, **env: str) -> subprocess
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def end_worker(proc: subprocess.Popen[bytes]) -> str:
+    """Kill the worker if it still runs; its log."""
+    proc.kill()
+    assert proc.stderr is not None
+    log = proc.stderr.read().decode()
+    proc.stderr.close()
+    return log
+
+
 async def wait_marks(path: Path, n: int) -> list[str]:
     while not path.exists() or len(lines := path.read_text().splitlines()) < n:
         await asyncio.sleep(0.05)
@@ -303,10 +309,7 @@ async def test_sigterm_finishes_or_releases_never_loses(srv: ServerProcess, clie
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.to_thread(proc.wait, 30)
     finally:
-        proc.kill()
-        assert proc.stderr is not None
-        log = proc.stderr.read().decode()
-        proc.stderr.close()
+        log = end_worker(proc)
     assert rc == 0, log
     js, jl = await client.get(short.id), await client.get(long.id)
     assert (js.state, js.result) == ("completed", "short done"), log

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import ServerProcess
 from test_smoke import call
@@ -30,11 +31,13 @@ def running(pid: int) -> bool:
         return False
 
 
-def wait_until(cond: object, timeout: float = 15.0) -> bool:
+def wait_until(cond: object, timeout: float = 15.0) -> Any:
+    """cond()'s first truthy value, polled until timeout; False if it never held."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return True
+        v = cond()  # type: ignore[operator]
+        if v:
+            return v
         time.sleep(0.02)
     return False
 

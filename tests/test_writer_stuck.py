@@ -15,17 +15,7 @@ from typing import Any
 
 from _http import Api, Resp, assert_error
 from conftest import ServerProcess
-from test_writer_process import children
-
-
-def _until(pred: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("condition never held")
+from test_writer_process import children, wait_until
 
 
 def _in_thread(f: Any) -> tuple[threading.Thread, list[Resp]]:
@@ -45,7 +35,8 @@ def test_stuck_writer_gives_503_and_readyz_fails(server_factory: type[ServerProc
     os.kill(writer, signal.SIGSTOP)
     try:
         t, got = _in_thread(lambda: api.enqueue("q", {"payload": 1}))
-        ready = _until(lambda: (r := api.request("GET", "/readyz")).status == 503 and r)
+        ready = wait_until(lambda: (r := api.request("GET", "/readyz")).status == 503 and r)
+        assert ready, "readyz never failed"
         assert "writer" in ready.json()["reason"], ready
         t.join(15)
         assert_error(got[0], 503, "not_ready")
@@ -55,7 +46,7 @@ def test_stuck_writer_gives_503_and_readyz_fails(server_factory: type[ServerProc
         assert api.request("GET", "/healthz").status == 200  # the process still serves
     finally:
         os.kill(writer, signal.SIGCONT)
-    _until(lambda: api.request("GET", "/readyz").status == 200)
+    assert wait_until(lambda: api.request("GET", "/readyz").status == 200)
     assert api.enqueue("q", {"payload": 2}).status == 201
     assert s.stop() == 0
     assert b"Traceback" not in s.log, s.log.decode(errors="replace")
@@ -102,7 +93,7 @@ def test_jobs_leased_to_a_client_that_left_are_released(server_factory: type[Ser
     _hang_up(api, {"queues": ["q"], "max": 5, "timeout": 600})  # answered at once
     os.kill(writer, signal.SIGCONT)
     api.enqueue_ok("q2", {})  # answered after the writer applied the lease
-    _until(lambda: api.job(first)["state"] == "queued" and api.job(first)["attempt"] == 0)
+    assert wait_until(lambda: api.job(first)["state"] == "queued" and api.job(first)["attempt"] == 0)
 
     # a long-poll served by an enqueue that came in with its client's hang-up
     t, _ = _in_thread(lambda: _hang_up(api, {"queues": ["p"], "wait": 30, "timeout": 600}))
@@ -113,7 +104,7 @@ def test_jobs_leased_to_a_client_that_left_are_released(server_factory: type[Ser
     os.kill(writer, signal.SIGCONT)
     t2.join()
     second = got[0].json()["id"]
-    _until(lambda: api.job(second)["state"] == "queued" and api.job(second)["attempt"] == 0)
+    assert wait_until(lambda: api.job(second)["state"] == "queued" and api.job(second)["attempt"] == 0)
     assert s.stop() == 0
     assert b"Traceback" not in s.log, s.log.decode(errors="replace")
 
@@ -131,5 +122,5 @@ def test_a_lease_answered_503_is_released_when_it_commits(server_factory: type[S
     finally:
         os.kill(writer, signal.SIGCONT)  # now the lease commits, for nobody
     api.enqueue_ok("q2", {})  # answered after the writer applied the lease (one line of work)
-    _until(lambda: (j := api.job(jid))["state"] == "queued" and j["attempt"] == 0)
+    assert wait_until(lambda: (j := api.job(jid))["state"] == "queued" and j["attempt"] == 0)
     assert s.stop() == 0
