@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tqd.config import Settings
-from tqd.core import Core
-from tqd.store import Store
-from tqd.writer import Writer
+from tqd.engine.writer import Writer
+from tqd.queue.core import Core
+from tqd.storage.store import Store
 
 LISTEN_RE = re.compile(rb"tqd (?:\S+ )?listening on (http://\S+)")
 

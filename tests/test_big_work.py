@@ -13,12 +13,12 @@ from pathlib import Path
 
 from _http import running
 
-from tqd import records as r
-from tqd import writer_proc as wp
 from tqd.config import Settings
-from tqd.core import Core
-from tqd.store import Store
-from tqd.writer import Writer
+from tqd.engine import process as wp
+from tqd.engine.writer import Writer
+from tqd.queue import records as r
+from tqd.queue.core import Core
+from tqd.storage.store import Store
 
 
 def test_lease_answer_is_bounded_by_bytes(tmp_path: Path) -> None:

@@ -29,13 +29,13 @@ from _model_ref import FINISHED, MCfg, MJob, MNew, Model, ms
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from tqd import records as r
 from tqd.config import Settings
-from tqd.core import Core
+from tqd.engine.writer import Writer
 from tqd.errors import TqdError
 from tqd.protocol import STATES
-from tqd.store import Store
-from tqd.writer import Writer
+from tqd.queue import records as r
+from tqd.queue.core import Core
+from tqd.storage.store import Store
 
 QUEUES = ("a", "b", "c")
 T0 = 1_700_000_000.0

@@ -17,9 +17,9 @@ import pytest
 from _http import Api, running
 from test_writer_process import children
 
-from tqd import records as r
+from tqd.engine.writer import PARKED, Parked, Writer
 from tqd.errors import StorageFull
-from tqd.writer import PARKED, Parked, Writer
+from tqd.queue import records as r
 
 
 def _park(w: Writer, queues: list[str], loop: asyncio.AbstractEventLoop) -> Parked:

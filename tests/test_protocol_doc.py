@@ -1,6 +1,6 @@
 """docs/protocol.md stays true to the server.
 
-- Routes: every route of `tqd.server.ROUTES` has its heading (`### POST /v1/lease`), and
+- Routes: every route of `tqd.http.app.ROUTES` has its heading (`### POST /v1/lease`), and
   every `METHOD /path` the doc names, anywhere, is a route (no stale or invented ones;
   a placeholder may be spelled `{q}` or `{queue}`).
 - Errors: the error table has a row `| `code` | status |` for every code of
@@ -29,7 +29,7 @@ from test_readme import Block, _curl_fails, blocks
 
 import tqd
 from tqd import errors
-from tqd.server import ROUTES
+from tqd.http.app import ROUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "protocol.md"
@@ -58,7 +58,7 @@ def route_problems(text: str) -> list[str]:
     for n, line in enumerate(text.splitlines(), 1):
         for method, path in MENTION.findall(line):
             if (method, _shape(path)) not in known:
-                problems.append(f"line {n}: `{method} {path}` is not a route of tqd.server.ROUTES")
+                problems.append(f"line {n}: `{method} {path}` is not a route of tqd.http.app.ROUTES")
     return problems
 
 
@@ -72,7 +72,7 @@ def given_errors() -> set[tuple[str, int]]:
     status, and the statuses tqd/ gives a code with by `Error(...).with_status(<int>)`."""
     pairs = {(code, cls.http_status) for code, cls in errors.BY_CODE.items()}
     by_name = {cls.__name__: cls for cls in errors.BY_CODE.values()}
-    for src in Path(tqd.__file__).parent.glob("*.py"):
+    for src in Path(tqd.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(src.read_text(encoding="utf-8"))):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == "with_status" and node.args):

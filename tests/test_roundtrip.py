@@ -102,8 +102,8 @@ def test_every_stored_field_round_trips(api: Api, payload: Any, progress: Any, r
 
 
 def test_an_undecodable_message_fails_alone() -> None:
-    from tqd import records as r
-    from tqd import writer_proc as wp
+    from tqd.engine import process as wp
+    from tqd.queue import records as r
 
     good = wp.OpMsg(7, r.Cancel(1.0, "a"))
     enc = wp._msgs_enc
@@ -118,9 +118,9 @@ def test_an_undecodable_message_fails_alone() -> None:
 async def test_an_unreadable_answer_fails_only_its_request() -> None:
     import asyncio
 
-    from tqd import records as r
-    from tqd import writer_proc as wp
+    from tqd.engine import process as wp
     from tqd.errors import Internal
+    from tqd.queue import records as r
 
     commits: list[Any] = []
     rw = wp.RemoteWriter(wp.WriterHandle(0, None), commits.append)  # type: ignore[arg-type]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tqd import records as r
 from tqd.config import Settings
+from tqd.queue import records as r
 from tqd.service import QueueService
 from tqd.supervisor import LoopState, Supervisor
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import ServerProcess
 
 from tqd.client import Client, ConnectionFailed, Job, LeasedJob
-from tqd.worker import Fatal, JobContext, Retry, Worker
+from tqd.client.worker import Fatal, JobContext, Retry, Worker
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqd import records as r
 from tqd.config import Settings
-from tqd.core import Core
-from tqd.store import Store
-from tqd.writer import Writer
+from tqd.engine.writer import Writer
+from tqd.queue import records as r
+from tqd.queue.core import Core
+from tqd.storage.store import Store
 
 LOG = 1  # the op's replication log entry
 

@@ -17,7 +17,7 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was never 
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from .client import (
+    from .client.api import (
         Client,
         ClientError,
         ConnectionFailed,
@@ -38,13 +38,13 @@ if TYPE_CHECKING:
         SyncClient,
         Unauthorized,
     )
-    from .worker import Fatal, JobCancelled, JobContext, Retry, Worker
+    from .client.worker import Fatal, JobCancelled, JobContext, Retry, Worker
 
 _CLIENT = ("Client", "SyncClient", "Job", "LeasedJob", "ClientError", "ConnectionFailed", "Forbidden",
            "InvalidJob", "InvalidQueue", "InvalidRequest", "InvalidState", "LeaseLost", "NotFound",
            "NotReady", "PayloadTooLarge", "RateLimited", "ServerError", "StorageFull", "Unauthorized")
 _WORKER = ("Worker", "JobContext", "Retry", "Fatal", "JobCancelled")
-_LAZY = {**{n: "client" for n in _CLIENT}, **{n: "worker" for n in _WORKER}}
+_LAZY = {**{n: "client.api" for n in _CLIENT}, **{n: "client.worker" for n in _WORKER}}
 __all__ = [  # noqa: RUF022 - grouped as above
     "__version__", "Client", "SyncClient", "Job", "LeasedJob", "ClientError", "ConnectionFailed",
     "Forbidden", "InvalidJob", "InvalidQueue", "InvalidRequest", "InvalidState", "LeaseLost", "NotFound",

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"tqd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
-    from . import commands
+    from .client import commands
 
     commands.register(sub)
     args = parser.parse_args(argv)

@@ -32,11 +32,11 @@ from aiohttp.web_request import BaseRequest
 from . import __version__
 from . import protocol as p
 from .config import Settings
+from .engine.process import WriterHandle
 from .errors import Internal, InvalidRequest, RequestTimeout, TooManyConnections, TqdError
-from .httpbody import DROP, http_error_text
-from .server import IN_FLIGHT, error_reply, make_app
+from .http.app import IN_FLIGHT, error_reply, make_app
+from .http.body import DROP, http_error_text
 from .service import QueueService, spawn_writer
-from .writer_proc import WriterHandle
 
 log = logging.getLogger("tqd")
 _CLOSE_WAIT_S = 0.5

@@ -20,16 +20,16 @@ from typing import Any
 
 import msgspec
 
-from . import records as r
 from .clock import Clock, SystemClock
 from .config import Settings
-from .core import AckOutcome, Core, ms
+from .engine.process import RemoteWriter, WriterHandle, spawn
+from .engine.writer import Commit, Writer, WriterApi
 from .errors import InvalidRequest, NotReady, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueuePage, QueueStats
-from .store import Store
+from .queue import records as r
+from .queue.core import AckOutcome, Core, ms
+from .storage.store import Store
 from .supervisor import LoopState, Supervisor
-from .writer import Commit, Writer, WriterApi
-from .writer_proc import RemoteWriter, WriterHandle, spawn
 
 log = logging.getLogger("tqd.service")
 

@@ -17,9 +17,9 @@ from typing import NamedTuple
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from . import protocol as p
-from .config import Settings
-from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, TqdError, UnsupportedMediaType
+from .. import protocol as p
+from ..config import Settings
+from ..errors import InvalidRequest, PayloadTooLarge, RequestTimeout, TqdError, UnsupportedMediaType
 
 NDJSON = "application/x-ndjson"
 _JSONISH = {"", "text/plain", "application/x-www-form-urlencoded"}  # what curl -d and friends send

@@ -36,12 +36,12 @@ from typing import Any, Protocol
 
 import lmdb
 
-from . import records as r
-from .clock import Clock, SystemClock
-from .core import Core
-from .errors import Internal, StorageFull, TqdError
-from .records import Meta, QStat
-from .store import StorageFailed, Store, Tx
+from ..clock import Clock, SystemClock
+from ..errors import Internal, StorageFull, TqdError
+from ..queue import records as r
+from ..queue.core import Core
+from ..queue.records import Meta, QStat
+from ..storage.store import StorageFailed, Store, Tx
 
 log = logging.getLogger("tqd.writer")
 _STOP = object()

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ..config import Settings
+from ..errors import InvalidState, LeaseLost, NotFound
+from ..protocol import NULL, STATES, EnqueueResult, ErrorEntry, ErrorEntryWire, JobRecord, LeasedJob
 from . import records as r
-from .config import Settings
-from .errors import InvalidState, LeaseLost, NotFound
-from .protocol import NULL, STATES, EnqueueResult, ErrorEntry, ErrorEntryWire, JobRecord, LeasedJob
 
 if TYPE_CHECKING:
-    from .store import ReadTx, Tx
+    from ..storage.store import ReadTx, Tx
 
 _errors_enc = msgspec.msgpack.Encoder()
 _errors_dec = msgspec.msgpack.Decoder(list[ErrorEntry])

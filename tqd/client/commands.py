@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import Client, Job, QueueStats
+    from .api import Client, Job, QueueStats
 
 Command = Callable[[argparse.Namespace], "Coroutine[Any, Any, int] | int"]
 STATES = ("queued", "scheduled", "active", "completed", "dead", "cancelled")
@@ -123,7 +123,7 @@ def _cmd(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, fn
 
 
 def _main(fn: Command, args: argparse.Namespace) -> int:
-    from .client import ClientError, ConnectionFailed
+    from .api import ClientError, ConnectionFailed
 
     try:
         rc = fn(args)
@@ -139,7 +139,7 @@ def _main(fn: Command, args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    from .client import Client
+    from .api import Client
 
     # One connection attempt per URL: a server that is down is reported at once.
     return Client(args.url, token=args.token, connect_retries=0)

@@ -40,12 +40,12 @@ from typing import Any
 
 import msgspec
 
-from . import records as r
-from .config import Settings
-from .core import AckOutcome, Core
-from .errors import BY_CODE, Internal, NotReady, TqdError
-from .protocol import EnqueueResult
-from .store import Store
+from ..config import Settings
+from ..errors import BY_CODE, Internal, NotReady, TqdError
+from ..protocol import EnqueueResult
+from ..queue import records as r
+from ..queue.core import AckOutcome, Core
+from ..storage.store import Store
 from .writer import PARKED, Commit, Parked, Writer
 
 log = logging.getLogger("tqd.writer")

@@ -30,7 +30,7 @@ import aiohttp
 import msgspec
 from msgspec import Struct
 
-from .protocol import AckLineResult, EnqueueResult, QueueStats
+from ..protocol import AckLineResult, EnqueueResult, QueueStats
 
 __all__ = [
     "DEFAULT_URL", "Client", "SyncClient", "Job", "JobError", "LeasedJob", "JobPage", "QueuePage",

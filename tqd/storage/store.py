@@ -34,7 +34,7 @@ from typing import Any
 import lmdb
 import msgspec
 
-from .records import DUE_BATCH, JobSpec, JobState, Meta, QStat
+from ..queue.records import DUE_BATCH, JobSpec, JobState, Meta, QStat
 
 _U64 = struct.Struct(">Q")
 _DUE = struct.Struct(">QB")

@@ -10,10 +10,9 @@ from typing import Any, NamedTuple
 
 from aiohttp import HttpVersion11, web
 
-from . import httpbody
-from . import protocol as p
-from .config import Settings
-from .errors import (
+from .. import protocol as p
+from ..config import Settings
+from ..errors import (
     Internal,
     InvalidJob,
     InvalidRequest,
@@ -22,9 +21,10 @@ from .errors import (
     PayloadTooLarge,
     TqdError,
 )
-from .httpbody import DROP, NDJSON, BodyRule
-from .records import AckItem, NewJob
-from .service import QueueService
+from ..queue.records import AckItem, NewJob
+from ..service import QueueService
+from . import body as httpbody
+from .body import DROP, NDJSON, BodyRule
 
 log = logging.getLogger("tqd.http")
 SERVICE = web.AppKey("service", QueueService)

@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .client import Client, ClientError, InvalidRequest, LeasedJob, LeaseLost, NotFound
+from .api import Client, ClientError, InvalidRequest, LeasedJob, LeaseLost, NotFound
 
 __all__ = ["Worker", "JobContext", "Retry", "Fatal", "JobCancelled", "Handler"]
 
