@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -18,9 +18,7 @@ from ..config import Settings
 from ..errors import InvalidState, LeaseLost, NotFound
 from ..protocol import NULL, STATES, EnqueueResult, ErrorEntry, ErrorEntryWire, JobRecord, LeasedJob
 from . import records as r
-
-if TYPE_CHECKING:
-    from ..storage.store import ReadTx, Tx
+from .ports import ReadView, WriteTx
 
 _errors_enc = msgspec.msgpack.Encoder()
 _errors_dec = msgspec.msgpack.Decoder(list[ErrorEntry])
@@ -51,13 +49,13 @@ class Core:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
 
-    def apply(self, tx: Tx, op: r.Op) -> Any:
+    def apply(self, tx: WriteTx, op: r.Op) -> Any:
         handler = _HANDLERS.get(type(op))
         if handler is None:
             raise TypeError(f"unknown op {op!r}")
         return handler(self, tx, op)
 
-    def set_paused(self, tx: Tx, op: r.SetPaused) -> None:
+    def set_paused(self, tx: WriteTx, op: r.SetPaused) -> None:
         if not op.paused and tx.peek_qstat(op.queue) is None:
             return  # resuming a queue that does not exist: nothing to store
         tx.qstat(op.queue).paused = op.paused
@@ -67,13 +65,13 @@ class Core:
 
     # ---- enqueue -------------------------------------------------------------
 
-    def _new_id(self, tx: Tx, now: float) -> str:
+    def _new_id(self, tx: WriteTx, now: float) -> str:
         jid = _next_id(tx.meta, ms(now))
         if tx.meta.hexlike_ids and tx.get_state(jid) is not None:
             return self._new_id(tx, now)
         return jid
 
-    def _existing(self, tx: Tx, jid: str | None, now: float) -> EnqueueResult | None:
+    def _existing(self, tx: WriteTx, jid: str | None, now: float) -> EnqueueResult | None:
         if jid is None:
             return None
         st = tx.get_state(jid)
@@ -83,7 +81,7 @@ class Core:
             return None
         return EnqueueResult(jid, STATES[st.state], False)
 
-    def enqueue(self, tx: Tx, op: r.Enqueue) -> list[EnqueueResult]:
+    def enqueue(self, tx: WriteTx, op: r.Enqueue) -> list[EnqueueResult]:
         out: list[EnqueueResult] = []
         qs = tx.qstat(op.queue)
         now = op.now
@@ -139,18 +137,18 @@ class Core:
 
     # ---- placement helpers (callers write the state record) --------------------
 
-    def _make_ready(self, tx: Tx, qs: r.QStat, queue: str, prio: int, jid: str,
+    def _make_ready(self, tx: WriteTx, qs: r.QStat, queue: str, prio: int, jid: str,
                     st: r.JobState, now: float) -> None:
         st.state, st.run_at, st.ready_seq = r.QUEUED, now, tx.next_seq()
         tx.ready_put(queue, prio, st.ready_seq, ms(now), jid)
         qs.by_prio[prio] += 1
 
-    def _schedule(self, tx: Tx, qs: r.QStat, jid: str, st: r.JobState, run_at: float) -> None:
+    def _schedule(self, tx: WriteTx, qs: r.QStat, jid: str, st: r.JobState, run_at: float) -> None:
         st.state, st.run_at = r.SCHEDULED, run_at
         self._set_due(tx, jid, st, ms(run_at), r.DUE_READY)
         qs.scheduled += 1
 
-    def _set_due(self, tx: Tx, jid: str, st: r.JobState, at_ms: int, kind: int) -> None:
+    def _set_due(self, tx: WriteTx, jid: str, st: r.JobState, at_ms: int, kind: int) -> None:
         tx.due_put(at_ms, kind, jid)
         st.due_ms, st.due_kind = at_ms, kind
 
@@ -160,17 +158,17 @@ class Core:
         due.setdefault(at_ms, []).append(jid)
         st.due_ms, st.due_kind = at_ms, kind | r.DUE_BATCH
 
-    def _put_due(self, tx: Tx, due: dict[int, list[str]], kind: int) -> None:
+    def _put_due(self, tx: WriteTx, due: dict[int, list[str]], kind: int) -> None:
         for at_ms, jids in due.items():
             tx.due_put_batch(at_ms, kind, jids)
 
-    def _clear_due(self, tx: Tx, jid: str, st: r.JobState) -> None:
+    def _clear_due(self, tx: WriteTx, jid: str, st: r.JobState) -> None:
         if st.due_ms:
             if not st.due_kind & r.DUE_BATCH:  # a batch entry stays; it skips this job later
                 tx.due_del(st.due_ms, st.due_kind, jid)
             st.due_ms = st.due_kind = 0
 
-    def _leave(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState) -> None:
+    def _leave(self, tx: WriteTx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState) -> None:
         """Take a job out of the index and counter of its current state."""
         st.done_token = None  # it moves on: a repeat of the call that ended its lease is stale
         match st.state:
@@ -196,7 +194,7 @@ class Core:
                 self._clear_due(tx, jid, st)
                 qs.cancelled -= 1
 
-    def _finish(self, tx: Tx, qs: r.QStat, jid: str, st: r.JobState, state: int, now: float,
+    def _finish(self, tx: WriteTx, qs: r.QStat, jid: str, st: r.JobState, state: int, now: float,
                 due: dict[int, list[str]] | None = None) -> None:
         """``due``: collect the retention entry into a batch (the caller writes it)."""
         st.state, st.finished_at = state, now
@@ -210,19 +208,19 @@ class Core:
         else:
             self._claim_due(due, jid, st, at, r.DUE_PURGE)
 
-    def _to_dead(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
+    def _to_dead(self, tx: WriteTx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
                  now: float) -> None:
         st.state, st.finished_at = r.DEAD, now
         tx.index_put("dead", spec.queue, spec.qseq, jid)
         qs.dead += 1
 
-    def _add_error(self, tx: Tx, jid: str, st: r.JobState, entry: ErrorEntry) -> None:
+    def _add_error(self, tx: WriteTx, jid: str, st: r.JobState, entry: ErrorEntry) -> None:
         errs = self._errors(tx, jid, st)
         errs.append(entry)
         tx.put_extra(jid, b"e", _errors_enc.encode(errs[-self.s.max_errors_kept:]))
         st.extras |= r.HAS_ERRORS
 
-    def _errors(self, tx: ReadTx, jid: str, st: r.JobState) -> list[ErrorEntry]:
+    def _errors(self, tx: ReadView, jid: str, st: r.JobState) -> list[ErrorEntry]:
         if not st.extras & r.HAS_ERRORS:
             return []
         raw = tx.get_extra(jid, b"e")
@@ -231,7 +229,7 @@ class Core:
     def backoff(self, attempt: int, jitter: float) -> float:
         return float(min(self.s.backoff_base_s * 2.0 ** min(attempt, 60), self.s.backoff_max_s) * jitter)
 
-    def _retry_or_dead(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
+    def _retry_or_dead(self, tx: WriteTx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
                        now: float, delay: float | None) -> None:
         """After a failed attempt (st already out of 'active'): back off, or dead if spent."""
         qs.failed_total += 1
@@ -244,7 +242,7 @@ class Core:
 
     # ---- lease ---------------------------------------------------------------
 
-    def lease(self, tx: Tx, op: r.Lease) -> list[LeasedJob]:
+    def lease(self, tx: WriteTx, op: r.Lease) -> list[LeasedJob]:
         out: list[LeasedJob] = []
         due: dict[int, list[str]] = {}  # expiry ms -> ids: one due entry per group
         size, full = 0, False  # answer bytes so far; past op.max_bytes
@@ -279,7 +277,7 @@ class Core:
         self._put_due(tx, due, r.DUE_LEASE)
         return out
 
-    def _held(self, tx: Tx, jid: str, lease: str, now: float) -> tuple[r.JobSpec, r.JobState]:
+    def _held(self, tx: WriteTx, jid: str, lease: str, now: float) -> tuple[r.JobSpec, r.JobState]:
         """The job if `lease` is its live lease; else NotFound / LeaseLost (fencing)."""
         st = tx.get_state(jid)
         if st is None:
@@ -290,7 +288,7 @@ class Core:
         assert spec is not None
         return spec, st
 
-    def _ended_by(self, tx: Tx, jid: str, lease: str) -> r.JobState | None:
+    def _ended_by(self, tx: WriteTx, jid: str, lease: str) -> r.JobState | None:
         """The job's state if `lease` is the token whose ack or fail ended the job's last lease
         and the job has not moved on since (see JobState.done_token); else None. Which call
         it was shows in the state: only an ack completes a job, and a completed job stays so."""
@@ -299,7 +297,7 @@ class Core:
 
     # ---- finishing ---------------------------------------------------------------
 
-    def ack(self, tx: Tx, op: r.Ack) -> list[AckOutcome]:
+    def ack(self, tx: WriteTx, op: r.Ack) -> list[AckOutcome]:
         out = []
         due: dict[int, list[str]] = {}  # retention ends (ms) -> ids: one due entry per group
         for item in op.items:
@@ -327,7 +325,7 @@ class Core:
         self._put_due(tx, due, r.DUE_PURGE)
         return out
 
-    def fail(self, tx: Tx, op: r.Fail) -> r.JobState:
+    def fail(self, tx: WriteTx, op: r.Fail) -> r.JobState:
         """A repeat of the fail that ended the job's last lease answers with the job's state
         now (scheduled, queued once due, or dead) and writes nothing."""
         try:
@@ -348,7 +346,7 @@ class Core:
         tx.put_state(op.id, st)
         return st
 
-    def release(self, tx: Tx, op: r.Release) -> r.JobState:
+    def release(self, tx: WriteTx, op: r.Release) -> r.JobState:
         """The holder hands the job back without running it (a worker stopping): it goes
         back to the queue (or waits `delay`), and that lease is not counted as an attempt."""
         spec, st = self._held(tx, op.id, op.lease, op.now)
@@ -362,7 +360,7 @@ class Core:
         tx.put_state(op.id, st)
         return st
 
-    def heartbeat(self, tx: Tx, op: r.Heartbeat) -> float:
+    def heartbeat(self, tx: WriteTx, op: r.Heartbeat) -> float:
         spec, st = self._held(tx, op.id, op.lease, op.now)
         expires = op.now + (op.extend if op.extend is not None else spec.timeout)
         st.lease_expires_at = expires
@@ -378,13 +376,13 @@ class Core:
 
     # ---- managing ---------------------------------------------------------------
 
-    def _load(self, tx: ReadTx, jid: str) -> tuple[r.JobSpec, r.JobState]:
+    def _load(self, tx: ReadView, jid: str) -> tuple[r.JobSpec, r.JobState]:
         spec, st = tx.get_spec(jid), tx.get_state(jid)
         if spec is None or st is None:
             raise NotFound(f"no job {jid}")
         return spec, st
 
-    def cancel(self, tx: Tx, op: r.Cancel) -> None:
+    def cancel(self, tx: WriteTx, op: r.Cancel) -> None:
         spec, st = self._load(tx, op.id)
         if st.state in r.FINISHED:
             raise InvalidState(f"job is {STATES[st.state]}; only unfinished jobs can be cancelled")
@@ -393,27 +391,27 @@ class Core:
         self._finish(tx, qs, op.id, st, r.CANCELLED, op.now)
         tx.put_state(op.id, st)
 
-    def _requeue(self, tx: Tx, jid: str, spec: r.JobSpec, st: r.JobState, now: float) -> None:
+    def _requeue(self, tx: WriteTx, jid: str, spec: r.JobSpec, st: r.JobState, now: float) -> None:
         qs = tx.qstat(spec.queue)
         self._leave(tx, qs, jid, spec, st)
         st.attempt, st.finished_at = 0, None
         self._make_ready(tx, qs, spec.queue, spec.priority, jid, st, now)
         tx.put_state(jid, st)
 
-    def retry(self, tx: Tx, op: r.Retry) -> None:
+    def retry(self, tx: WriteTx, op: r.Retry) -> None:
         spec, st = self._load(tx, op.id)
         if st.state not in (r.DEAD, r.CANCELLED):
             raise InvalidState(f"job is {STATES[st.state]}; only dead or cancelled jobs can be retried")
         self._requeue(tx, op.id, spec, st, op.now)
 
-    def redrive(self, tx: Tx, op: r.Redrive) -> int:
+    def redrive(self, tx: WriteTx, op: r.Redrive) -> int:
         ids = [jid for _, jid in _take(tx.scan_index("dead", op.queue, 0), op.limit)]
         for jid in ids:
             spec, st = self._load(tx, jid)
             self._requeue(tx, jid, spec, st, op.now)
         return len(ids)
 
-    def purge(self, tx: Tx, op: r.Purge) -> tuple[int, int | None]:
+    def purge(self, tx: WriteTx, op: r.Purge) -> tuple[int, int | None]:
         """One purge step: (deleted, the cursor to go on from, or None when the queue's index
         has been read to its end). Each step reads at most ``scan`` entries, so a purge that
         must pass many jobs in other states moves on instead of rescanning them."""
@@ -432,7 +430,7 @@ class Core:
             self._delete(tx, jid)
         return len(victims), cursor
 
-    def delete_queue(self, tx: Tx, op: r.DeleteQueue) -> None:
+    def delete_queue(self, tx: WriteTx, op: r.DeleteQueue) -> None:
         qs = tx.peek_qstat(op.queue)
         if qs is None:
             raise NotFound(f"no queue {op.queue}")
@@ -442,7 +440,7 @@ class Core:
                                "to delete them too")
         tx.delete_qstat(op.queue)
 
-    def _delete(self, tx: Tx, jid: str) -> None:
+    def _delete(self, tx: WriteTx, jid: str) -> None:
         spec, st = self._load(tx, jid)
         qs = tx.qstat(spec.queue)
         self._leave(tx, qs, jid, spec, st)
@@ -453,7 +451,7 @@ class Core:
 
     # ---- timers ---------------------------------------------------------------
 
-    def tick(self, tx: Tx, op: r.Tick) -> int:
+    def tick(self, tx: WriteTx, op: r.Tick) -> int:
         """Act on due entries up to op.now; returns how many were taken."""
         entries = tx.due_take(ms(op.now), op.limit)
         for at_ms, kind, jid in entries:
@@ -479,7 +477,7 @@ class Core:
             tx.put_state(jid, st)
         return len(entries)
 
-    def _expire(self, tx: Tx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
+    def _expire(self, tx: WriteTx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
                 now: float) -> None:
         qs.active -= 1
         st.token, st.lease_expires_at = None, None
@@ -493,7 +491,7 @@ class Core:
 
     # ---- reading ---------------------------------------------------------------
 
-    def record(self, tx: ReadTx, jid: str, spec: r.JobSpec, st: r.JobState,
+    def record(self, tx: ReadView, jid: str, spec: r.JobSpec, st: r.JobState,
                cls: type[JobRecord] = JobRecord) -> Any:
         result = progress = None
         if st.extras & r.HAS_RESULT:
@@ -512,7 +510,7 @@ class Core:
             st.finished_at, st.lease_expires_at, st.worker,
         )
 
-    def get(self, tx: ReadTx, jid: str) -> JobRecord:
+    def get(self, tx: ReadView, jid: str) -> JobRecord:
         spec, st = self._load(tx, jid)
         return self.record(tx, jid, spec, st)  # type: ignore[no-any-return]
 
