@@ -128,12 +128,15 @@ async def test_an_unreadable_answer_fails_only_its_request() -> None:
     rw._send = lambda m: None  # type: ignore[method-assign]
     f_bad = rw.submit(r.Redrive(1.0, "q", 1))  # expects an int back
     f_good = rw.submit(r.Redrive(1.0, "q", 1))
-    reply = wp._msgs_enc.encode((None, [(1, wp.OK, b'{"not": "an int"}'), (2, wp.OK, b"3")]))
+    reply = wp._msgs_enc.encode((None, 1, 7, [(1, wp.OK, b'{"not": "an int"}'), (2, wp.OK, b"3")]))
     rw.data_received(wp._frame(reply))
     assert f_good.result() == 3
     with pytest.raises(Internal):
         f_bad.result()
     rw.data_received(wp._frame(b"\xc1"))  # an unreadable frame: logged, the link goes on
     f_next = rw.submit(r.Redrive(1.0, "q", 1))
-    rw.data_received(wp._frame(wp._msgs_enc.encode((None, [(3, wp.OK, b"1")]))))
+    f_pos = rw.submit(r.Redrive(1.0, "q", 1), position=True)
+    rw.data_received(wp._frame(wp._msgs_enc.encode((None, 1, 8, [(3, wp.OK, b"1"), (4, wp.OK, b"2")]))))
     assert f_next.result() == 1
+    assert f_pos.result() == (2, (1, 8))  # with the position of the commit that answered it
+    assert [c.position for c in commits] == [(1, 7), (1, 8)]

@@ -1,6 +1,6 @@
 """LMDB writes per job transition: the numbers README states, checked exactly.
 
-Each op also appends one replication-log entry; counters and meta are written
+Each commit also appends one replication-log entry (its effects); counters and meta are written
 once per commit, not per op, so they are not counted here.
 """
 
@@ -14,7 +14,7 @@ from tqd.queue import records as r
 from tqd.queue.core import Core
 from tqd.storage.store import Store
 
-LOG = 1  # the op's replication log entry
+LOG = 1  # the commit's replication log entry (one op per commit here)
 
 
 def writes(w: Writer, op: r.Op) -> tuple[object, int]:
@@ -64,9 +64,9 @@ def test_batches_share_one_due_entry(writer: Writer) -> None:
 def test_no_op_writes_nothing(writer: Writer) -> None:
     _, n = writes(writer, r.Lease(1000.0, ["empty"], 10, "w", None, 1))
     assert n == 0
-    log_before = writer.meta.log_seq
+    log_before = writer.local.log_seq
     writes(writer, r.Lease(1000.0, ["empty"], 10, "w", None, 1))
-    assert writer.meta.log_seq == log_before  # nothing logged either
+    assert writer.local.log_seq == log_before  # nothing logged either
 
 
 def test_log_is_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
@@ -76,9 +76,9 @@ def test_log_is_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
     big = b'"' + b"x" * 2000 + b'"'
     for i in range(300):
         w.apply_now(r.Enqueue(1000.0 + i, "q", [r.NewJob(None, None, big, 5, None, 3, 30.0, None)]))
-    m = w.meta
+    m = w.local
     kept = m.log_seq - m.log_first + 1
-    assert m.log_seq == 300
+    assert m.log_seq == 1 + 300  # the term-start marker, then one entry per commit
     assert kept <= 100 + 1024 and m.log_bytes <= 50_000 + 50_000 // 4 + 2100
     with store.read() as t:
         entries = t.log_entries(0, 10_000)

@@ -28,6 +28,7 @@ from .errors import InvalidRequest, NotReady, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueuePage, QueueStats
 from .queue import records as r
 from .queue.core import AckOutcome, Core, ms
+from .storage.log import Position
 from .storage.store import Store
 from .supervisor import LoopState, Supervisor
 
@@ -140,6 +141,8 @@ class QueueService:
         self._background: set[asyncio.Task[None]] = set()  # releases of orphaned leases
         self._next_due_ms: int | None = None
         self._timer_wake: asyncio.Event | None = None
+        self.position = self.store.position()  # the log's, as of the last commit heard of
+        self._log_wake: asyncio.Event | None = None  # set (and replaced) on each new position
 
     # ---- life cycle ----------------------------------------------------------
 
@@ -197,6 +200,11 @@ class QueueService:
         os.close(self._lock_fd)
 
     def _on_commit(self, c: Commit) -> None:
+        if c.position > self.position:
+            self.position = c.position
+            if self._log_wake is not None:  # wake the log readers (followers' fetches)
+                self._log_wake.set()
+                self._log_wake = None
         if c.min_due_ms is not None and (self._next_due_ms is None or c.min_due_ms < self._next_due_ms):
             self._next_due_ms = c.min_due_ms
             if self._timer_wake is not None:
@@ -259,6 +267,29 @@ class QueueService:
 
     async def _submit(self, op: r.Op) -> Any:
         return await self._await_writer(self.writer.submit(op))
+
+    async def write(self, op: r.Op) -> tuple[Any, Position]:
+        """Apply an op; its result and the log position of the commit that holds it (a
+        sync-replica gate waits until followers have that position)."""
+        res, pos = await self._await_writer(self.writer.submit(op, position=True))
+        return res, pos
+
+    async def wait_log(self, after_seq: int, timeout: float) -> Position:
+        """Wait until the log holds an entry after ``after_seq`` (or timeout): a log reader
+        (a follower's fetch) long-polls with this. Returns the position then."""
+        if self.position.seq <= after_seq:
+            if self._log_wake is None:
+                self._log_wake = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._log_wake.wait(), timeout)
+            except TimeoutError:
+                pass
+        return self.position
+
+    def log_entries(self, after_seq: int, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        """Log entries after ``after_seq`` as stored (what a follower applies)."""
+        with self.store.read() as t:
+            return t.log_entries(after_seq, limit, max_bytes)
 
     async def enqueue(self, queue: str, jobs: list[r.NewJob]) -> list[EnqueueResult]:
         res: list[EnqueueResult] = await self._submit(r.Enqueue(self.clock.now(), queue, jobs))

@@ -45,6 +45,7 @@ from ..errors import BY_CODE, Internal, NotReady, TqdError
 from ..protocol import EnqueueResult
 from ..queue import records as r
 from ..queue.core import AckOutcome, Core
+from ..storage.log import Position
 from ..storage.store import Store
 from .writer import PARKED, Commit, Parked, Writer
 
@@ -90,8 +91,9 @@ class BadMsg:
 
 Msg = OpMsg | ParkMsg | UnparkMsg | UnparkAllMsg | StopMsg
 OK, ERR = 0, 1
-# reply frame: (earliest due ms written or None, [(rid, OK|ERR, JSON bytes)])
-Reply = tuple[int | None, list[tuple[int, int, bytes]]]
+# reply frame: (earliest due ms written or None, term, seq, [(rid, OK|ERR, JSON bytes)]); the
+# position (term, seq) is the log's after the transaction that the answers come from
+Reply = tuple[int | None, int, int, list[tuple[int, int, bytes]]]
 
 _msgs_enc = msgspec.msgpack.Encoder()
 _msgs_dec = msgspec.msgpack.Decoder(list[Msg])
@@ -271,9 +273,9 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
     # a 64 MiB bulk that arrived with them need not hold their answers for its own commit.
     chunks = [small[i:i + w.max_batch_ops] for i in range(0, len(small), w.max_batch_ops)]
     for chunk in chunks + [[b] for b in big]:
-        due = _apply(w, chunk, parked, out)
+        due, pos = _apply(w, chunk, parked, out)
         if out or due is not None:
-            sock.sendall(_frame(_msgs_enc.encode((due, out))))
+            sock.sendall(_frame(_msgs_enc.encode((due, pos.term, pos.seq, out))))
             out = []
     for rid in unparks:  # after the batch: a park and its unpark may share a frame
         p = parked.pop(rid, None)
@@ -284,7 +286,8 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
             parked.pop(p.fut, None)  # type: ignore[call-overload]
             out.append((p.fut, OK, b"[]"))  # type: ignore[arg-type]
     if out:
-        sock.sendall(_frame(_msgs_enc.encode((None, out))))
+        pos = w.position
+        sock.sendall(_frame(_msgs_enc.encode((None, pos.term, pos.seq, out))))
     return stop
 
 
@@ -299,13 +302,14 @@ def _is_big(op: r.Op) -> bool:
 
 
 def _apply(w: Writer, chunk: Writer.Batch, parked: dict[int, Parked],
-           out: list[tuple[int, int, bytes]]) -> int | None:
-    """Apply one transaction; answers go to out. Returns the earliest due ms it wrote."""
+           out: list[tuple[int, int, bytes]]) -> tuple[int | None, Position]:
+    """Apply one transaction; answers go to out. Returns the earliest due ms it wrote and
+    the log's position after it."""
     try:
         results, served, commit = w.apply_batch(chunk)
     except BaseException as e:  # noqa: BLE001 - a writer must never die silently
         log.exception("writer batch failed")
-        results, served, commit = [Internal(str(e))] * len(chunk), [], Commit()
+        results, served, commit = [Internal(str(e))] * len(chunk), [], Commit(w.position)
     for (item, rid), res in zip(chunk, results, strict=True):
         if res is PARKED:
             parked[rid] = item
@@ -314,7 +318,7 @@ def _apply(w: Writer, chunk: Writer.Batch, parked: dict[int, Parked],
     for rid, res in served:
         parked.pop(rid, None)  # type: ignore[call-overload]
         out.append(_result(rid, res))  # type: ignore[arg-type]
-    return commit.min_due_ms
+    return commit.min_due_ms, commit.position
 
 
 def _result(rid: int, res: Any) -> tuple[int, int, bytes]:
@@ -353,7 +357,7 @@ class RemoteWriter(asyncio.Protocol):
         self.handle = handle
         self.on_commit = on_commit
         self._rid = itertools.count(1)
-        self._pending: dict[int, tuple[asyncio.Future[Any], msgspec.json.Decoder[Any]]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Any], msgspec.json.Decoder[Any], bool]] = {}
         self._out: list[Any] = []
         self._buf = bytearray()
         self._transport: asyncio.Transport | None = None
@@ -369,13 +373,13 @@ class RemoteWriter(asyncio.Protocol):
 
     # ---- calls (event loop) ----------------------------------------------------
 
-    def submit(self, op: r.Op) -> asyncio.Future[Any]:
+    def submit(self, op: r.Op, *, position: bool = False) -> asyncio.Future[Any]:
         assert self._loop is not None, "writer not started"
         rid = next(self._rid)
         fut = self._loop.create_future()
         if self._gone(fut):
             return fut
-        self._pending[rid] = (fut, _DEC[type(op)])
+        self._pending[rid] = (fut, _DEC[type(op)], position)
         self._send(OpMsg(rid, op))
         return fut
 
@@ -385,7 +389,7 @@ class RemoteWriter(asyncio.Protocol):
         rid = next(self._rid)
         fut = self._loop.create_future()
         if not self._gone(fut):
-            self._pending[rid] = (fut, _LEASE_DEC)
+            self._pending[rid] = (fut, _LEASE_DEC, False)
             self._send(ParkMsg(rid, queues, max_jobs, worker, timeout))
         return RemoteParked(rid, fut)
 
@@ -443,28 +447,28 @@ class RemoteWriter(asyncio.Protocol):
         self._buf += data
         for f in _split(self._buf):
             try:
-                due, items = _reply_dec.decode(f)
+                due, term, seq, items = _reply_dec.decode(f)
             except (msgspec.DecodeError, ValueError):
                 # frames are length-prefixed, so the next one still lines up; the requests
                 # this one answered are unknown: they get their 503 from the write deadline
                 log.exception("bug: unreadable reply frame from the writer process")
                 continue
+            pos = Position(term, seq)
             for rid, status, body in items:
                 entry = self._pending.pop(rid, None)
                 if entry is None:
                     continue
-                fut, dec = entry
+                fut, dec, with_pos = entry
                 if not fut.done():
-                    _settle(fut, dec, status, body)
-            if due is not None:
-                c = Commit()
-                c.min_due_ms = due
-                self.on_commit(c)
+                    _settle(fut, dec, status, body, pos if with_pos else None)
+            c = Commit(pos)
+            c.min_due_ms = due
+            self.on_commit(c)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         pending, self._pending = self._pending, {}
-        for fut, _ in pending.values():
+        for fut, _, _ in pending.values():
             if not fut.done():  # it may or may not have committed: 503, as for a timeout
                 fut.set_exception(NotReady("the writer process is gone; this server is "
                                            "stopping (the write may have been applied)"))
@@ -477,11 +481,13 @@ class RemoteWriter(asyncio.Protocol):
 
 
 def _settle(fut: asyncio.Future[Any], dec: msgspec.json.Decoder[Any], status: int,
-            body: bytes) -> None:
-    """Answer one request. An answer that does not decode fails that request alone (500)."""
+            body: bytes, pos: Position | None = None) -> None:
+    """Answer one request (with its commit's position if asked). An answer that does not
+    decode fails that request alone (500)."""
     try:
         if status == OK:
-            fut.set_result(dec.decode(body))
+            res = dec.decode(body)
+            fut.set_result(res if pos is None else (res, pos))
         else:
             fut.set_exception(_error(body))
     except (msgspec.DecodeError, ValueError, TypeError) as e:

@@ -4,9 +4,15 @@
 (writer_proc.py, the default) or, with ``--writer thread``, in a thread of
 the server (``Writer.start``). As a thread: requests put ops on a queue; the thread takes every op waiting (up to
 ``max_batch_ops``), applies them in order inside one write transaction,
-appends each op that changed something to the replication log, commits
-(fsync) once, and only then resolves the requests' futures on the event
-loop. While it fsyncs, the next batch gathers. The event loop never touches
+appends the transaction's effects to the replication log as one entry at the
+next position ``(term, seq)`` (tqd.storage.log), commits (fsync) once, and
+only then resolves the requests' futures on the event loop. Each answer can
+carry that commit's position (``submit(op, position=True)``), which is what a
+sync-replica gate waits for; ``on_commit`` hears every commit's position.
+
+An op's time never goes back: it is clamped to the latest op time already
+committed (kept in the replicated Meta), so a leader whose clock is behind its
+predecessor's does not move jobs back in time. While it fsyncs, the next batch gathers. The event loop never touches
 an LMDB write transaction.
 
 Long-poll leases that find nothing are *parked* here, in the writer, per
@@ -35,12 +41,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import lmdb
+import msgspec
 
 from ..clock import Clock, SystemClock
 from ..errors import Internal, StorageFull, TqdError
 from ..queue import records as r
 from ..queue.core import Core
 from ..queue.records import Meta, QStat
+from ..storage.log import NOWHERE, LocalMeta, Position
 from ..storage.store import StorageFailed, Store, Tx
 
 log = logging.getLogger("tqd.writer")
@@ -53,16 +61,19 @@ _STORAGE_ERRORS = (lmdb.MapFullError, lmdb.DiskError, StorageFailed)
 class Commit:
     """What a committed batch means for the event loop (timers)."""
 
-    __slots__ = ("min_due_ms",)
+    __slots__ = ("min_due_ms", "position")
 
-    def __init__(self) -> None:
+    def __init__(self, position: Position = NOWHERE) -> None:
         self.min_due_ms: int | None = None
+        self.position = position  # the log's position after this commit
 
     def merge(self, other: Commit) -> None:
-        """Fold in another commit of the same round (the earliest due time wins)."""
+        """Fold in another commit of the same round (the earliest due time and the latest
+        position win)."""
         if other.min_due_ms is not None and (self.min_due_ms is None
                                              or other.min_due_ms < self.min_due_ms):
             self.min_due_ms = other.min_due_ms
+        self.position = max(self.position, other.position)
 
 
 class WriterStats:
@@ -96,7 +107,8 @@ class Waiting(Protocol):
 class WriterApi(Protocol):
     """What the service calls: Writer (a thread) or writer_proc.RemoteWriter (a process)."""
 
-    def submit(self, op: r.Op) -> asyncio.Future[Any]: ...
+    def submit(self, op: r.Op, *, position: bool = False) -> asyncio.Future[Any]:
+        """The op's result; with ``position``, (result, Position of its commit)."""
 
     def park(self, queues: list[str], max_jobs: int, worker: str | None,
              timeout: float | None) -> Waiting: ...
@@ -111,19 +123,27 @@ class WriterApi(Protocol):
 class Writer:
     def __init__(self, store: Store, core: Core, *, max_batch_ops: int, log_keep_entries: int,
                  on_commit: Callable[[Commit], None], clock: Clock | None = None,
-                 log_keep_bytes: int = 64 << 20) -> None:
+                 log_keep_bytes: int = 64 << 20, log_max_bytes: int = 0) -> None:
+        """``log_keep_*``: the log kept when no follower needs more; ``log_max_bytes``: the
+        most it may grow to for a follower that lags (0: 4 × log_keep_bytes)."""
         self.store = store
         self.core = core
         self.clock = clock or SystemClock()
         self.max_batch_ops = max_batch_ops
         self.log_keep_entries = log_keep_entries
         self.log_keep_bytes = log_keep_bytes
+        self.log_max_bytes = log_max_bytes or 4 * log_keep_bytes
+        self.log_pins: dict[str, int] = {}  # follower -> the first seq it still needs
         self.on_commit = on_commit
         self.stats = WriterStats()
         self.meta: Meta = store.load_meta()
+        self.local: LocalMeta = store.load_local()
+        self.term = self.local.term
         self.qstats: dict[str, QStat] = {}
         with store.read() as rt:
             self.qstats.update(rt.all_qstats())
+        if self.term == 0:  # a new store: its first leadership (a cluster passes its own)
+            self.begin_term(1)
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -135,6 +155,7 @@ class Writer:
         self._parked_kept = 0
         self._full_since: float | None = None  # storage full since (monotonic), None = not
         self._parking = True  # False once draining: answer empty instead of waiting
+        self._with_position: set[asyncio.Future[Any]] = set()  # answered with their position
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -149,9 +170,11 @@ class Writer:
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._thread = None
 
-    def submit(self, op: r.Op) -> asyncio.Future[Any]:
+    def submit(self, op: r.Op, *, position: bool = False) -> asyncio.Future[Any]:
         assert self._loop is not None, "writer not started"
         fut = self._loop.create_future()
+        if position:
+            self._with_position.add(fut)
         self._q.put((op, fut))
         return fut
 
@@ -209,6 +232,33 @@ class Writer:
                     del self._parked[q]
             self._parked_added, self._parked_kept = 0, kept
 
+    # ---- log -------------------------------------------------------------------
+
+    @property
+    def position(self) -> Position:
+        return self.local.position
+
+    def begin_term(self, term: int) -> Position:
+        """Lead in ``term`` from now on: write its term-start marker (one commit). Raises
+        log.WrongTerm unless term is above the log's. Call from the writer's own thread."""
+        tx = self.store.write(self.meta, self.local, self.qstats)
+        try:
+            tx.begin_term(term)
+            tx.commit()
+        except BaseException:
+            tx.abort()
+            raise
+        self.local, self.term = tx.local, term
+        return self.position
+
+    def pin_log(self, follower: str, seq: int) -> None:
+        """Keep the log from ``seq`` on for this follower (its next fetch), within
+        log_max_bytes; the cluster calls it as followers fetch."""
+        self.log_pins[follower] = seq
+
+    def unpin_log(self, follower: str) -> None:
+        self.log_pins.pop(follower, None)
+
     def apply_now(self, op: r.Op) -> Any:
         """Apply one op synchronously (no thread): for tests and tools, not the server."""
         results, _, _ = self.apply_batch([(op, None)])
@@ -239,7 +289,7 @@ class Writer:
                 results, served, commit = self.apply_batch(batch)
             except BaseException as e:  # noqa: BLE001 - a writer must never die silently
                 log.exception("writer batch failed")
-                results, served, commit = [Internal(str(e))] * len(batch), [], Commit()
+                results, served, commit = [Internal(str(e))] * len(batch), [], Commit(self.position)
             futs = [fut for _, fut in batch] + [fut for fut, _ in served]
             results += [res for _, res in served]
             assert self._loop is not None
@@ -254,8 +304,11 @@ class Writer:
                 continue
             if isinstance(res, BaseException):
                 fut.set_exception(res)
+            elif fut in self._with_position:
+                fut.set_result((res, commit.position))
             else:
                 fut.set_result(res)
+            self._with_position.discard(fut)
         self.on_commit(commit)
 
     Batch = list[tuple[Any, Any]]
@@ -300,10 +353,12 @@ class Writer:
             msg = "storage is full (the store reached --map-size-bytes); reads still work"
         else:
             msg = f"storage is full or failing ({e}); reads still work"
-        return [StorageFull(msg)] * len(batch), [], Commit()
+        return [StorageFull(msg)] * len(batch), [], Commit(self.position)
 
     def _op(self, tx: Tx, op: r.Op) -> Any:
-        """Apply one op; log it if it changed anything. TqdError: nothing changed."""
+        """Apply one op. TqdError: nothing changed."""
+        if op.now < tx.meta.now:  # never back in time (a new leader's clock may be behind)
+            op = msgspec.structs.replace(op, now=tx.meta.now)
         before = tx.writes
         try:
             res = self.core.apply(tx, op)
@@ -315,8 +370,8 @@ class Writer:
             raise
         except Exception as e:
             raise _Unexpected(repr(e)) from e
-        if tx.writes != before:
-            tx.log_append(r.op_encoder.encode(op))
+        if tx.writes != before and op.now > tx.meta.now:
+            tx.meta.now = op.now
         return res
 
     def _lease(self, tx: Tx, p: Parked) -> Any:
@@ -360,7 +415,7 @@ class Writer:
 
     def _apply(self, batch: Batch) -> tuple[list[Any], Served, Commit]:
         t0 = time.perf_counter()
-        tx = self.store.write(self.meta, self.qstats)
+        tx = self.store.write(self.meta, self.local, self.qstats)
         results: list[Any] = []
         served: Writer.Served = []
         claimed: list[tuple[str, Parked]] = []
@@ -375,24 +430,27 @@ class Writer:
                     results.append(e)
             if self._parked and tx.ready_queues:
                 self._serve_parked(tx, served, claimed)
-            commit = Commit()
             if tx.writes:
-                tx.log_truncate(self.log_keep_entries, self.log_keep_bytes)
-                tx.finish()
+                floor = min(self.log_pins.values()) if self.log_pins else None
+                tx.log_truncate(self.log_keep_entries, self.log_keep_bytes, floor,
+                                self.log_max_bytes)
+                tx.finish(self.term)
                 tx.commit()  # fsync: only now may anyone be told
                 if self._full_since is not None:
                     log.warning("storage has room again after %.1f s; writes go on",
                                 time.monotonic() - self._full_since)
                     self._full_since = None
-                self.meta = tx.meta
+                self.meta, self.local = tx.meta, tx.local
                 self.qstats.update(tx.dirty_qstats)
                 for q in tx.deleted_qstats:
                     self.qstats.pop(q, None)
+                commit = Commit(self.local.position)
                 commit.min_due_ms = tx.min_due_ms
                 self.stats.puts += tx.puts
                 self.stats.dels += tx.dels
             else:
                 tx.abort()
+                commit = Commit(self.local.position)
         except BaseException:
             tx.abort()
             with self._plock:

@@ -1,4 +1,4 @@
-"""What is stored and what is logged.
+"""What is stored, and the ops that change it.
 
 Stored records are compact msgpack arrays. A job is split so that state
 changes rewrite only a small record:
@@ -8,9 +8,10 @@ changes rewrite only a small record:
 - result / progress / errors live in their own entries, written only if sent
 
 Mutations are ``Op`` structs. An op carries everything that is chosen outside
-the state machine (the time, random salts and jitter), so applying the same
-sequence of ops to the same state always gives the same state: the op is
-also the replication log record.
+the state machine (the time, random salts and jitter), so the rules stay
+testable without a clock. Ops are not what is replicated: the writer logs the
+*effects* of each commit (tqd.storage.log), which a follower applies without
+running the rules at all.
 """
 
 from __future__ import annotations
@@ -82,16 +83,28 @@ class QStat(Struct, array_like=True):
 
 
 class Meta(Struct, array_like=True):
+    """Replicated counters (the node-local log bookkeeping is storage's LocalMeta)."""
+
     seq: int = 0  # monotonic counter for ready order, enqueue order and lease tokens
-    log_seq: int = 0  # last replication log entry
-    log_first: int = 1  # oldest log entry kept
     id_ms: int = 0  # last generated id: time part
     id_n: int = 0  # last generated id: counter part
-    log_bytes: int = 0  # size of the log entries kept
     hexlike_ids: bool = False  # a client id looked like a generated one: check for clashes
+    now: float = 0.0  # the latest op time committed: ops never go back, even across leaders
 
 
-# ---- ops (mutations; also the replication log records) ------------------------
+class MetaV1(Struct, array_like=True):
+    """Meta as tqd 0.1 stored it (log format 1), read once to migrate a data dir."""
+
+    seq: int = 0
+    log_seq: int = 0
+    log_first: int = 1
+    id_ms: int = 0
+    id_n: int = 0
+    log_bytes: int = 0
+    hexlike_ids: bool = False
+
+
+# ---- ops (mutations, applied by the writer) -----------------------------------
 
 
 class NewJob(Struct, array_like=True):

@@ -14,10 +14,15 @@ due        ms:u64 kind:u8 id                          -
 qidx       q NUL qseq:u64                             id   (listing, oldest first)
 dead       q NUL qseq:u64                             id
 keys       q NUL key                                  id   (idempotency)
-log        seq:u64                                    msgpack Op
 qstat      q                                          QStat (counters, paused)
-meta       b"meta"                                    Meta (sequences)
+meta       b"meta"                                    Meta (sequences, last op time)
+log        seq:u64                                    log.Entry (node-local)
+local      b"local"                                   log.LocalMeta (node-local)
 =========  =========================================  ===========================
+
+Every put and delete to the replicated sub-databases (all but ``log`` and
+``local``) is also recorded in the transaction (``Tx.fx``) and written as the
+commit's log entry (see log.py).
 
 Leasing takes the first entries under ``q NUL``: O(log n) whatever the backlog.
 Every put and delete is counted (``Tx.puts``/``Tx.dels``) so benchmarks and
@@ -34,7 +39,33 @@ from typing import Any
 import lmdb
 import msgspec
 
-from ..queue.records import DUE_BATCH, JobSpec, JobState, Meta, QStat
+from ..queue.records import DUE_BATCH, JobSpec, JobState, Meta, MetaV1, QStat
+from .log import (
+    DEAD,
+    DUE,
+    EFFECTS,
+    EXTRA,
+    KEYS,
+    LOCAL,
+    LOG_FORMAT,
+    META,
+    QIDX,
+    QSTAT,
+    READY,
+    REPLICATED,
+    SPEC,
+    STATE,
+    TERM_START,
+    Effect,
+    Entry,
+    FormatTooNew,
+    LocalMeta,
+    Position,
+    check_next,
+    entry_decoder,
+    entry_encoder,
+    local_decoder,
+)
 
 _U64 = struct.Struct(">Q")
 _DUE = struct.Struct(">QB")
@@ -44,7 +75,7 @@ _spec_dec = msgspec.msgpack.Decoder(JobSpec)
 _state_dec = msgspec.msgpack.Decoder(JobState)
 _qstat_dec = msgspec.msgpack.Decoder(QStat)
 _meta_dec = msgspec.msgpack.Decoder(Meta)
-_DBS = ("spec", "state", "extra", "ready", "due", "qidx", "dead", "keys", "log", "qstat", "meta")
+_DBS = REPLICATED + LOCAL
 
 
 class StorageFailed(Exception):
@@ -74,6 +105,31 @@ class Store:
             max_readers=512,
         )
         self.dbs: dict[str, Any] = {name: self.env.open_db(name.encode()) for name in _DBS}
+        self.codes: list[Any] = [self.dbs[name] for name in REPLICATED]  # by effect code
+        if not readonly:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Give a new store its LocalMeta; bring a format-1 store (tqd 0.1) to this format;
+        refuse a store of a newer format."""
+        with self.env.begin(write=True) as t:
+            raw = t.get(b"local", db=self.dbs["local"])
+            if raw is not None:
+                local = local_decoder.decode(raw)
+                if local.version > LOG_FORMAT:
+                    raise FormatTooNew(
+                        f"the data dir was written by a newer tqd (store format {local.version}; "
+                        f"this tqd reads format {LOG_FORMAT}): run the newer tqd")
+                return
+            local = LocalMeta()
+            old = t.get(b"meta", db=self.dbs["meta"])
+            if old is not None:  # format 1: Meta held the log's bounds; the log held ops
+                v1 = msgspec.msgpack.decode(old, type=MetaV1)
+                t.put(b"meta", _enc.encode(Meta(v1.seq, v1.id_ms, v1.id_n, v1.hexlike_ids)),
+                      db=self.dbs["meta"])
+                t.drop(self.dbs["log"], delete=False)  # ops no follower could read
+                local.log_seq, local.log_first = v1.log_seq, v1.log_seq + 1
+            t.put(b"local", _enc.encode(local), db=self.dbs["local"])
 
     def close(self) -> None:
         self.env.close()
@@ -81,13 +137,81 @@ class Store:
     def read(self) -> ReadTx:
         return ReadTx(self, self.env.begin(buffers=False))
 
-    def write(self, meta: Meta, qstats: dict[str, QStat]) -> Tx:
-        return Tx(self, self.env.begin(write=True), meta, qstats)
+    def write(self, meta: Meta, local: LocalMeta, qstats: dict[str, QStat]) -> Tx:
+        return Tx(self, self.env.begin(write=True), meta, local, qstats)
 
     def load_meta(self) -> Meta:
         with self.env.begin() as t:
             raw = t.get(b"meta", db=self.dbs["meta"])
         return _meta_dec.decode(raw) if raw else Meta()
+
+    def load_local(self) -> LocalMeta:
+        with self.env.begin() as t:
+            return _read_local(t, self.dbs["local"])
+
+    def position(self) -> Position:
+        return self.load_local().position
+
+    def snapshot(self, dest: Path) -> Position:
+        """A consistent copy of the whole store in ``dest`` (an LMDB environment directory,
+        created; it must not hold one), and the log position it is at. The copy is made
+        inside one read transaction: it is exactly the store as of one commit, while the
+        writer goes on. A follower opens it and fetches the log from that position."""
+        dest.mkdir(parents=True, exist_ok=False)
+        with self.env.begin() as t:
+            pos = _read_local(t, self.dbs["local"]).position
+            self.env.copy(str(dest), compact=True, txn=t)
+        return pos
+
+    def apply_entries(self, raws: list[bytes], keep_entries: int, keep_bytes: int) -> Position:
+        """Follower side: apply log entries (as the leader wrote them) in one transaction,
+        synced, and keep them in this store's own log at the same positions. Refuses
+        (LogRejected, nothing applied) entries that do not continue this log."""
+        dbs = self.codes
+        with self.env.begin(write=True) as t:
+            local = _read_local(t, self.dbs["local"])
+            for raw in raws:
+                e = entry_decoder.decode(raw)
+                check_next(local, e)
+                for code, key, value in e.fx:
+                    if value is None:
+                        t.delete(key, db=dbs[code])
+                    else:
+                        t.put(key, value, db=dbs[code])
+                t.put(_U64.pack(e.seq), raw, db=self.dbs["log"])
+                local.term, local.log_seq = e.term, e.seq
+                local.log_bytes += len(raw)
+            _truncate(t, self.dbs["log"], local, keep_entries, keep_bytes, None, 0)
+            t.put(b"local", _enc.encode(local), db=self.dbs["local"])
+        return local.position
+
+
+def _read_local(t: Any, db: Any) -> LocalMeta:
+    raw = t.get(b"local", db=db)
+    return local_decoder.decode(raw) if raw is not None else LocalMeta()
+
+
+def _truncate(t: Any, db: Any, m: LocalMeta, keep_entries: int, keep_bytes: int,
+              floor: int | None, hard_bytes: int) -> None:
+    """Drop the oldest log entries beyond both bounds, in chunks rather than at every commit.
+    ``floor``: the lowest seq a follower still needs; entries from it on stay, unless the log
+    is over ``hard_bytes`` (0: no such cap), when that follower must re-bootstrap instead."""
+    over_count = (m.log_seq - m.log_first + 1) - keep_entries
+    if over_count < 1024 and m.log_bytes <= keep_bytes + keep_bytes // 4:
+        return
+    with t.cursor(db=db) as c:
+        if not c.first():
+            return
+        while c.key():
+            count = m.log_seq - m.log_first + 1
+            if count <= keep_entries and m.log_bytes <= keep_bytes:
+                break
+            seq = _U64.unpack(c.key())[0]
+            if floor is not None and seq >= floor and not (hard_bytes and m.log_bytes > hard_bytes):
+                break
+            m.log_bytes -= len(c.value())
+            m.log_first = seq + 1
+            c.delete()
 
 
 class ReadTx:
@@ -100,6 +224,7 @@ class ReadTx:
         self._spec, self._state, self._extra = d["spec"], d["state"], d["extra"]
         self._ready, self._due, self._qidx, self._dead = d["ready"], d["due"], d["qidx"], d["dead"]
         self._keys, self._log, self._qstat, self._meta = d["keys"], d["log"], d["qstat"], d["meta"]
+        self._local = d["local"]
 
     def close(self) -> None:
         self.txn.abort()
@@ -178,13 +303,20 @@ class ReadTx:
         with self.txn.cursor(db=self._due) as c:
             return _U64.unpack_from(c.key())[0] if c.first() else None
 
-    def log_entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+    def read_local(self) -> LocalMeta:
+        return _read_local(self.txn, self._local)
+
+    def log_entries(self, after: int, limit: int, max_bytes: int = 0) -> list[tuple[int, bytes]]:
+        """(seq, entry) of the log entries after ``after``: at most ``limit``, and (if
+        max_bytes) stopping once their size reaches max_bytes (at least one entry)."""
         out = []
+        size = 0
         with self.txn.cursor(db=self._log) as c:
             if c.set_range(_U64.pack(after + 1)):
                 for k, v in c:
                     out.append((_U64.unpack(k)[0], bytes(v)))
-                    if len(out) >= limit:
+                    size += len(v)
+                    if len(out) >= limit or (max_bytes and size >= max_bytes):
                         break
         return out
 
@@ -197,9 +329,12 @@ class Tx(ReadTx):
     a successful commit (``dirty_qstats``/``meta``).
     """
 
-    def __init__(self, store: Store, txn: Any, meta: Meta, qstats: dict[str, QStat]) -> None:
+    def __init__(self, store: Store, txn: Any, meta: Meta, local: LocalMeta,
+                 qstats: dict[str, QStat]) -> None:
         super().__init__(store, txn)
         self.meta = msgspec.structs.replace(meta)
+        self.local = msgspec.structs.replace(local)
+        self.fx: list[Effect] = []  # the effects on replicated dbs, in order: the log entry
         self._committed_qstats = qstats
         self.dirty_qstats: dict[str, QStat] = {}
         self.deleted_qstats: set[str] = set()  # queues deleted by this transaction
@@ -212,12 +347,14 @@ class Tx(ReadTx):
     def writes(self) -> int:
         return self.puts + self.dels
 
-    def _put(self, key: bytes, value: bytes, db: Any) -> None:
-        self.txn.put(key, value, db=db)
+    def _put(self, code: int, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self.store.codes[code])
+        self.fx.append((code, key, value))
         self.puts += 1
 
-    def _del(self, key: bytes, db: Any) -> None:
-        if self.txn.delete(key, db=db):
+    def _del(self, code: int, key: bytes) -> None:
+        if self.txn.delete(key, db=self.store.codes[code]):
+            self.fx.append((code, key, None))
             self.dels += 1
 
     # counters
@@ -249,59 +386,58 @@ class Tx(ReadTx):
         """Forget a queue (its counters and paused flag); it must hold no jobs."""
         self.dirty_qstats.pop(queue, None)
         self.deleted_qstats.add(queue)
-        self._del(queue.encode(), self._qstat)
+        self._del(QSTAT, queue.encode())
 
     # jobs
     def put_spec(self, jid: str, spec: JobSpec) -> None:
-        self.txn.put(jid.encode(), _enc.encode(spec), db=self._spec)
-        self.puts += 1
+        self._put(SPEC, jid.encode(), _enc.encode(spec))
 
     def put_state(self, jid: str, st: JobState) -> None:
-        self.txn.put(jid.encode(), _enc.encode(st), db=self._state)
-        self.puts += 1
+        self._put(STATE, jid.encode(), _enc.encode(st))
 
     def put_fresh(self, queue: str, ready_ms: int,
                   rows: list[tuple[str, JobSpec, JobState, int]]) -> None:
         """New ready jobs of one queue: per row (id, spec, state, priority) the spec, the
         state, the listing entry (spec.qseq) and the ready entry (state.ready_seq). The same
         writes as put_spec + put_state + index_put + ready_put, in one tight loop."""
-        put, enc = self.txn.put, _enc.encode
+        put, enc, fx = self.txn.put, _enc.encode, self.fx.extend
         sdb, tdb, qdb, rdb = self._spec, self._state, self._qidx, self._ready
         qp, ready_val, u64, rkey = _qp(queue), _U64.pack(ready_ms), _U64.pack, _READY.pack
         for jid, spec, st, prio in rows:
             k = jid.encode()
-            put(k, enc(spec), db=sdb)
-            put(k, enc(st), db=tdb)
-            put(qp + u64(spec.qseq), k, db=qdb)
-            put(qp + rkey(9 - prio, st.ready_seq), ready_val + k, db=rdb)
+            sv, tv, qk, rk, rv = enc(spec), enc(st), qp + u64(spec.qseq), qp + rkey(9 - prio, st.ready_seq), ready_val + k
+            put(k, sv, db=sdb)
+            put(k, tv, db=tdb)
+            put(qk, k, db=qdb)
+            put(rk, rv, db=rdb)
+            fx(((SPEC, k, sv), (STATE, k, tv), (QIDX, qk, k), (READY, rk, rv)))
         self.puts += 4 * len(rows)
         self.ready_queues[queue] = self.ready_queues.get(queue, 0) + len(rows)
 
     def put_extra(self, jid: str, kind: bytes, value: bytes) -> None:
-        self._put(jid.encode() + b"\x00" + kind, value, self._extra)
+        self._put(EXTRA, jid.encode() + b"\x00" + kind, value)
 
     def delete_job(self, jid: str, extras: int) -> None:
         k = jid.encode()
-        self._del(k, self._spec)
-        self._del(k, self._state)
+        self._del(SPEC, k)
+        self._del(STATE, k)
         for bit, kind in ((1, b"r"), (2, b"p"), (4, b"e")):
             if extras & bit:
-                self._del(k + b"\x00" + kind, self._extra)
+                self._del(EXTRA, k + b"\x00" + kind)
 
     def key_put(self, queue: str, key: str, jid: str) -> None:
-        self._put(_qp(queue) + key.encode(), jid.encode(), self._keys)
+        self._put(KEYS, _qp(queue) + key.encode(), jid.encode())
 
     def key_del(self, queue: str, key: str) -> None:
-        self._del(_qp(queue) + key.encode(), self._keys)
+        self._del(KEYS, _qp(queue) + key.encode())
 
     # ready index
     def ready_put(self, queue: str, priority: int, seq: int, ready_ms: int, jid: str) -> None:
-        self._put(_qp(queue) + _READY.pack(9 - priority, seq), _U64.pack(ready_ms) + jid.encode(),
-                  self._ready)
+        self._put(READY, _qp(queue) + _READY.pack(9 - priority, seq), _U64.pack(ready_ms) + jid.encode())
         self.ready_queues[queue] = self.ready_queues.get(queue, 0) + 1
 
     def ready_del(self, queue: str, priority: int, seq: int) -> None:
-        self._del(_qp(queue) + _READY.pack(9 - priority, seq), self._ready)
+        self._del(READY, _qp(queue) + _READY.pack(9 - priority, seq))
 
     def ready_take(self, queue: str, n: int) -> list[tuple[int, str]]:
         """Remove and return up to n (priority, id) in lease order."""
@@ -311,31 +447,30 @@ class Tx(ReadTx):
             if not c.set_range(p):
                 return out
             lp = len(p)
-            key, value, delete = c.key, c.value, c.delete
+            key, value, delete, fx = c.key, c.value, c.delete, self.fx.append
             while len(out) < n:
                 k = key()
                 if k[:lp] != p:  # also the end: key() is b"" past the last entry
                     break
                 out.append((9 - k[lp], value()[8:].decode()))
+                fx((READY, k, None))
                 delete()  # moves to the next entry
             self.dels += len(out)
         return out
 
     # due index
     def due_put(self, ms: int, kind: int, jid: str) -> None:
-        self.txn.put(_DUE.pack(ms, kind) + jid.encode(), b"", db=self._due)
-        self.puts += 1
+        self._put(DUE, _DUE.pack(ms, kind) + jid.encode(), b"")
         if self.min_due_ms is None or ms < self.min_due_ms:
             self.min_due_ms = ms
 
     def due_del(self, ms: int, kind: int, jid: str) -> None:
-        self._del(_DUE.pack(ms, kind) + jid.encode(), self._due)
+        self._del(DUE, _DUE.pack(ms, kind) + jid.encode())
 
     def due_put_batch(self, ms: int, kind: int, jids: list[str]) -> None:
         """One entry for many jobs due at the same ms (kind gets DUE_BATCH)."""
         key = _DUE.pack(ms, kind | DUE_BATCH) + _U64.pack(self.next_seq())
-        self.txn.put(key, b"\x00".join(j.encode() for j in jids), db=self._due)
-        self.puts += 1
+        self._put(DUE, key, b"\x00".join(j.encode() for j in jids))
         if self.min_due_ms is None or ms < self.min_due_ms:
             self.min_due_ms = ms
 
@@ -357,47 +492,52 @@ class Tx(ReadTx):
                     out += [(ms, kind, j.decode()) for j in bytes(c.value()).split(b"\x00")]
                 else:
                     out.append((ms, kind, k[9:].decode()))
+                self.fx.append((DUE, k, None))
                 c.delete()
                 self.dels += 1
         return out
 
     # listing and dead indexes
     def index_put(self, which: str, queue: str, qseq: int, jid: str) -> None:
-        self._put(_qp(queue) + _U64.pack(qseq), jid.encode(), self._qidx if which == "qidx" else self._dead)
+        self._put(QIDX if which == "qidx" else DEAD, _qp(queue) + _U64.pack(qseq), jid.encode())
 
     def index_del(self, which: str, queue: str, qseq: int) -> None:
-        self._del(_qp(queue) + _U64.pack(qseq), self._qidx if which == "qidx" else self._dead)
+        self._del(QIDX if which == "qidx" else DEAD, _qp(queue) + _U64.pack(qseq))
 
-    # log
-    def log_append(self, record: bytes) -> int:
-        self.meta.log_seq += 1
-        self.meta.log_bytes += len(record)
-        self._put(_U64.pack(self.meta.log_seq), record, self._log)
-        return self.meta.log_seq
+    # log and commit
+    def _log_append(self, e: Entry) -> None:
+        m = self.local
+        check_next(m, e)
+        raw = entry_encoder.encode(e)
+        self.txn.put(_U64.pack(e.seq), raw, db=self._log)
+        self.puts += 1
+        m.term, m.log_seq = e.term, e.seq
+        m.log_bytes += len(raw)
 
-    def log_truncate(self, keep_entries: int, keep_bytes: int) -> None:
-        """Drop the oldest entries beyond both bounds; in chunks, not at every commit."""
-        m = self.meta
-        over_count = (m.log_seq - m.log_first + 1) - keep_entries
-        if over_count < 1024 and m.log_bytes <= keep_bytes + keep_bytes // 4:
-            return
-        with self.txn.cursor(db=self._log) as c:
-            if not c.first():
-                return
-            while c.key():
-                count = m.log_seq - m.log_first + 1
-                if count <= keep_entries and m.log_bytes <= keep_bytes:
-                    break
-                m.log_bytes -= len(c.value())
-                m.log_first = _U64.unpack(c.key())[0] + 1
-                c.delete()
+    def begin_term(self, term: int) -> None:
+        """Open a leadership: the term-start marker (raises WrongTerm for a term not above
+        the log's)."""
+        self._log_append(Entry(term, self.local.log_seq + 1, TERM_START))
+        self.txn.put(b"local", _enc.encode(self.local), db=self._local)
 
-    # commit
-    def finish(self) -> None:
-        """Write the counters this transaction changed (once per commit)."""
-        for q, qs in self.dirty_qstats.items():
-            self.txn.put(q.encode(), _enc.encode(qs), db=self._qstat)
-        self.txn.put(b"meta", _enc.encode(self.meta), db=self._meta)
+    def log_truncate(self, keep_entries: int, keep_bytes: int, floor: int | None = None,
+                     hard_bytes: int = 0) -> None:
+        """Drop the oldest entries beyond both bounds (see _truncate)."""
+        _truncate(self.txn, self._log, self.local, keep_entries, keep_bytes, floor, hard_bytes)
+
+    def finish(self, term: int) -> None:
+        """Write the counters this transaction changed (once per commit), then its effects as
+        one log entry of ``term``, and the node-local bookkeeping."""
+        put, fx = self.txn.put, self.fx.append
+        for q, qs in self.dirty_qstats.items():  # (counters are not counted as writes)
+            k, v = q.encode(), _enc.encode(qs)
+            put(k, v, db=self._qstat)
+            fx((QSTAT, k, v))
+        v = _enc.encode(self.meta)
+        put(b"meta", v, db=self._meta)
+        fx((META, b"meta", v))
+        self._log_append(Entry(term, self.local.log_seq + 1, EFFECTS, self.fx))
+        self.txn.put(b"local", _enc.encode(self.local), db=self._local)
 
     def commit(self) -> None:
         try:
