@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from aiohttp import HttpVersion11, web
 
 from .. import protocol as p
-from ..config import Settings
 from ..errors import (
     Internal,
     InvalidJob,
@@ -21,6 +19,7 @@ from ..errors import (
     PayloadTooLarge,
     TqdError,
 )
+from ..queue import validate
 from ..queue.records import AckItem, NewJob
 from ..service import QueueService
 from . import body as httpbody
@@ -119,56 +118,29 @@ def svc(request: web.Request) -> QueueService:
 
 
 def _queue(request: web.Request) -> str:
-    return p.check_queue(request.match_info["queue"])
+    return validate.queue_name(request.match_info["queue"])
 
 
-# ---- enqueue ------------------------------------------------------------------
+def _at_line(e: TqdError, n: int) -> TqdError:
+    """A rule's error as the answer about line n of a bulk body: `line` among its fields and,
+    for a job field out of range, "line n: " before its message. The payload limit (413) and
+    the priority rule have never named the line in their message; their answers stay as
+    they are (docs/protocol.md)."""
+    numbered = isinstance(e, InvalidJob) and e.message != validate.BAD_PRIORITY
+    return type(e)(f"line {n}: {e.message}" if numbered else e.message, **e.extra, line=n)
 
 
-def to_new_job(req: p.EnqueueRequest, s: Settings, now: float, line: int | None = None) -> NewJob:
-    prio = req.priority
-    if (req.delay is None and req.run_at is None and req.max_attempts is None
-            and req.timeout is None and req.key is None and req.id is None
-            and type(prio) is int and 0 <= prio <= 9 and len(req.payload) <= s.max_payload_bytes
-            and (req.type is None or len(req.type) <= p.MAX_TYPE_CHARS)):
-        # the common job, valid as it stands: skip the checks below (bulk: once per line)
-        return NewJob(None, req.type, bytes(req.payload), prio, None, s.max_attempts,
-                      s.lease_timeout_s, None)
-    return _checked_new_job(req, s, now, line)
+def _int_param(raw: str, name: str, lo: int, hi: int) -> int:
+    try:
+        v = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer {lo}..{hi}") from None
+    if not lo <= v <= hi:
+        raise InvalidRequest(f"{name} must be an integer {lo}..{hi}")
+    return v
 
 
-def _checked_new_job(req: p.EnqueueRequest, s: Settings, now: float, line: int | None) -> NewJob:
-    extra: dict[str, Any] = {} if line is None else {"line": line}
-
-    def bad(msg: str) -> InvalidJob:
-        return InvalidJob(msg if line is None else f"line {line}: {msg}", **extra)
-
-    p.check_payload_size(req, s.max_payload_bytes, line)
-    prio = p.parse_priority(req.priority, InvalidJob, **extra)
-    if req.delay is not None and req.run_at is not None:
-        raise bad("give delay or run_at, not both")
-    run_at = None
-    if req.delay is not None:
-        if not 0 <= req.delay <= p.MAX_DELAY_S:
-            raise bad("delay must be 0..315360000 seconds")
-        run_at = now + req.delay if req.delay > 0 else None
-    elif req.run_at is not None:
-        if not (0 <= req.run_at <= now + p.MAX_DELAY_S) or math.isnan(req.run_at):
-            raise bad("run_at must be epoch seconds, at most 10 years ahead")
-        run_at = req.run_at
-    max_attempts = s.max_attempts if req.max_attempts is None else req.max_attempts
-    if not 1 <= max_attempts <= 1000:
-        raise bad("max_attempts must be 1..1000")
-    timeout = s.lease_timeout_s if req.timeout is None else req.timeout
-    if not 0 < timeout <= p.MAX_TIMEOUT_S:
-        raise bad("timeout must be > 0 and <= 604800 seconds")
-    if req.key is not None and not 1 <= len(req.key.encode()) <= p.MAX_KEY_BYTES:
-        raise bad(f"key must be 1..{p.MAX_KEY_BYTES} bytes")
-    if req.id is not None and not p.ID_RE.fullmatch(req.id):
-        raise bad("id must match [A-Za-z0-9_.:-]{1,128}")
-    if req.type is not None and len(req.type) > p.MAX_TYPE_CHARS:
-        raise bad(f"type must be at most {p.MAX_TYPE_CHARS} characters")
-    return NewJob(req.id, req.type, bytes(req.payload), prio, run_at, max_attempts, timeout, req.key)
+# ---- enqueue ------------------------------------------------------------------------------
 
 
 async def enqueue(request: web.Request) -> web.Response:
@@ -177,7 +149,7 @@ async def enqueue(request: web.Request) -> web.Response:
     service = svc(request)
     s, now = service.s, service.clock.now()
     if not bulk:
-        job = to_new_job(p.decode_enqueue(body), s, now)
+        job = validate.new_job(p.decode_enqueue(body), s, now)
         (res,) = await service.enqueue(queue, [job])
         return reply(res, 201 if res.created else 200)
     jobs: list[NewJob] = []
@@ -186,88 +158,82 @@ async def enqueue(request: web.Request) -> web.Response:
             raise PayloadTooLarge(f"more than {s.max_bulk_lines} lines in one bulk request", line=n)
         if len(line) > s.max_payload_bytes + p.FIELD_ROOM_BYTES:
             raise PayloadTooLarge(f"line {n} is larger than {s.max_payload_bytes} bytes", line=n)
-        jobs.append(to_new_job(p.decode_enqueue(line, n), s, now, n))
+        req = p.decode_enqueue(line, n)
+        try:
+            jobs.append(validate.new_job(req, s, now))
+        except TqdError as e:
+            raise _at_line(e, n) from None
     if not jobs:
         raise InvalidJob("bulk body has no jobs")
     return reply_lines(await service.enqueue(queue, jobs), 201)
 
 
-# ---- lease and finishing ------------------------------------------------------
+# ---- lease and finishing ------------------------------------------------------------------
 
 
 async def lease(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
-    req = p.decode_lease(body)
+    req = validate.lease(p.decode_lease(body))
     jobs = await svc(request).lease(req.queues, req.max, req.wait, req.worker, req.timeout)
     if not jobs:
         return web.Response(status=204)
     return reply_lines(jobs)
 
 
-def _raw(request: web.Request, v: Any, what: str, line: int | None = None) -> bytes | None:
-    """A result/progress value as bytes, held to the payload limit."""
-    if v is None:
-        return None
-    raw = bytes(v)
-    limit = svc(request).s.max_payload_bytes
-    if len(raw) > limit:
-        extra = {} if line is None else {"line": line}
-        raise PayloadTooLarge(f"{what} is larger than {limit} bytes", **extra)
-    return raw
-
-
-def _clip(text: str | None, limit: int) -> str | None:
-    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
-
-
 async def ack(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
+    service = svc(request)
     req = p.decode_ack(body)
-    await svc(request).ack(request.match_info["id"], req.lease, _raw(request, req.result, "result"))
+    await service.ack(request.match_info["id"], req.lease, validate.result(req, service.s))
     return reply({"state": "completed"})
 
 
 async def ack_bulk(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
+    service = svc(request)
     items: list[AckItem] = []
     for n, line in p.iter_lines(body):
         if len(items) >= p.MAX_ACK_LINES:
             raise PayloadTooLarge(f"more than {p.MAX_ACK_LINES} lines in one bulk ack", line=n)
         a = p.decode_bulk_ack_line(line, n)
-        items.append(AckItem(a.id, a.lease, _raw(request, a.result, "result", n)))
+        try:
+            items.append(validate.ack_item(a, service.s))
+        except TqdError as e:
+            raise _at_line(e, n) from None
     if not items:
         raise InvalidRequest("bulk ack has no lines")
-    outcomes = await svc(request).ack_many(items)
+    outcomes = await service.ack_many(items)
     return reply_lines([p.AckLineResult(o.id, o.error is None, o.error) for o in outcomes])
 
 
 async def fail(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
     req = p.decode_fail(body)
-    st = await svc(request).fail(request.match_info["id"], req.lease,
-                                 _clip(req.error, p.MAX_ERROR_CHARS) or "failed",
-                                 _clip(req.details, p.MAX_DETAILS_CHARS), req.retry, req.retry_in)
+    f = validate.failure(req)
+    st = await svc(request).fail(request.match_info["id"], req.lease, f.error, f.details, f.retry,
+                                 f.retry_in)
     state = p.STATES[st.state]
     return reply({"state": state} if state == "dead" else {"state": state, "run_at": st.run_at})
 
 
 async def heartbeat(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
+    service = svc(request)
     req = p.decode_heartbeat(body)
-    progress = _raw(request, req.progress, "progress") or None  # empty = not sent: keep it
-    exp = await svc(request).heartbeat(request.match_info["id"], req.lease, req.extend, progress)
+    beat = validate.heartbeat(req, service.s)
+    exp = await service.heartbeat(request.match_info["id"], req.lease, beat.extend, beat.progress)
     return reply({"lease_expires_at": exp})
 
 
 async def release(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
-    req = p.decode_release(body)
+    req = validate.release(p.decode_release(body))
     st = await svc(request).release(request.match_info["id"], req.lease, req.delay)
     state = p.STATES[st.state]
     return reply({"state": state} if state == "queued" else {"state": state, "run_at": st.run_at})
 
 
-# ---- inspecting and managing ----------------------------------------------------
+# ---- inspecting and managing ----------------------------------------------------------------
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -287,21 +253,9 @@ async def retry_job(request: web.Request) -> web.Response:
 async def list_queues(request: web.Request) -> web.Response:
     """Queues in name order, a page at a time: {"queues": [...], "next": cursor or null}."""
     q = request.query
-    limit = _int_param(q.get("limit", "1000"), "limit", 1, 1000)
-    after = q.get("after", "")
-    if after and not p.QUEUE_RE.fullmatch(after):  # the cursor: the last name of a page
-        raise InvalidRequest("after must be a cursor from a previous page")
+    limit = _int_param(q.get("limit", str(validate.MAX_PAGE)), "limit", 1, validate.MAX_PAGE)
+    after = validate.queue_cursor(q.get("after", ""))
     return reply(svc(request).queue_page(after, limit))
-
-
-def _int_param(raw: str, name: str, lo: int, hi: int) -> int:
-    try:
-        v = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer {lo}..{hi}") from None
-    if not lo <= v <= hi:
-        raise InvalidRequest(f"{name} must be an integer {lo}..{hi}")
-    return v
 
 
 async def delete_queue(request: web.Request) -> web.Response:
@@ -328,29 +282,22 @@ async def resume(request: web.Request) -> web.Response:
 async def redrive(request: web.Request) -> web.Response:
     queue = _queue(request)
     body, _ = await read_body(request)
-    req = p.decode_redrive(body)
+    req = validate.redrive(p.decode_redrive(body))
     return reply({"moved": await svc(request).redrive(queue, req.limit)})
 
 
 async def list_jobs(request: web.Request) -> web.Response:
     queue = _queue(request)
     q = request.query
-    state = q.get("state") or None
-    if state is not None and state not in p.STATES:
-        raise InvalidRequest(f"state must be one of {', '.join(p.STATES)}")
-    limit = _int_param(q.get("limit", "100"), "limit", 1, 1000)
-    try:
-        after = int(q["after"], 16) if q.get("after") else 0
-    except ValueError:
-        raise InvalidRequest("after must be a cursor from a previous page") from None
-    if not 0 <= after < 1 << 64:
-        raise InvalidRequest("after must be a cursor from a previous page")
+    state = validate.job_state(q.get("state") or None)
+    limit = _int_param(q.get("limit", "100"), "limit", 1, validate.MAX_PAGE)
+    after = validate.job_cursor(q.get("after", ""))
     return reply(await svc(request).list_jobs(queue, state, limit, after))
 
 
 async def purge(request: web.Request) -> web.Response:
     queue = _queue(request)
-    state = request.query.get("state", "")
+    state = validate.purge_state(request.query.get("state", ""))
     return reply({"deleted": await svc(request).purge(queue, state)})
 
 
