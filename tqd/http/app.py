@@ -77,10 +77,16 @@ def error_reply(e: TqdError) -> web.Response:
     return resp
 
 
+WRITE, READ = True, False
+
+
 class Route(NamedTuple):
     method: str
     path: str
     handler: Handler
+    # changes state: the cluster sends it to the leader, the security layer wants a writer's
+    # role for it. No default: a new route must say which it is.
+    write: bool
     body: BodyRule = BodyRule()  # the routes that take no body still have a limit
 
 
@@ -353,26 +359,26 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 ROUTES: list[Route] = [
-    Route("POST", "/v1/queues/{queue}/jobs", enqueue, BodyRule("job", "bulk", InvalidJob)),
-    Route("GET", "/v1/queues/{queue}/jobs", list_jobs),
-    Route("DELETE", "/v1/queues/{queue}/jobs", purge),
-    Route("GET", "/v1/queues", list_queues),
-    Route("GET", "/v1/queues/{queue}", queue_stats),
-    Route("DELETE", "/v1/queues/{queue}", delete_queue),
-    Route("POST", "/v1/queues/{queue}/pause", pause),
-    Route("POST", "/v1/queues/{queue}/resume", resume),
-    Route("POST", "/v1/queues/{queue}/redrive", redrive, BodyRule("small")),
-    Route("POST", "/v1/lease", lease, BodyRule("small")),
-    Route("POST", "/v1/ack", ack_bulk, BodyRule("bulk_ack")),
-    Route("GET", "/v1/jobs/{id}", get_job),
-    Route("DELETE", "/v1/jobs/{id}", cancel_job),
-    Route("POST", "/v1/jobs/{id}/ack", ack, BodyRule("result")),
-    Route("POST", "/v1/jobs/{id}/fail", fail, BodyRule("fail")),
-    Route("POST", "/v1/jobs/{id}/heartbeat", heartbeat, BodyRule("result")),
-    Route("POST", "/v1/jobs/{id}/release", release, BodyRule("small")),
-    Route("POST", "/v1/jobs/{id}/retry", retry_job),
-    Route("GET", "/healthz", healthz),
-    Route("GET", "/readyz", readyz),
+    Route("POST", "/v1/queues/{queue}/jobs", enqueue, WRITE, BodyRule("job", "bulk", InvalidJob)),
+    Route("GET", "/v1/queues/{queue}/jobs", list_jobs, READ),
+    Route("DELETE", "/v1/queues/{queue}/jobs", purge, WRITE),
+    Route("GET", "/v1/queues", list_queues, READ),
+    Route("GET", "/v1/queues/{queue}", queue_stats, READ),
+    Route("DELETE", "/v1/queues/{queue}", delete_queue, WRITE),
+    Route("POST", "/v1/queues/{queue}/pause", pause, WRITE),
+    Route("POST", "/v1/queues/{queue}/resume", resume, WRITE),
+    Route("POST", "/v1/queues/{queue}/redrive", redrive, WRITE, BodyRule("small")),
+    Route("POST", "/v1/lease", lease, WRITE, BodyRule("small")),
+    Route("POST", "/v1/ack", ack_bulk, WRITE, BodyRule("bulk_ack")),
+    Route("GET", "/v1/jobs/{id}", get_job, READ),
+    Route("DELETE", "/v1/jobs/{id}", cancel_job, WRITE),
+    Route("POST", "/v1/jobs/{id}/ack", ack, WRITE, BodyRule("result")),
+    Route("POST", "/v1/jobs/{id}/fail", fail, WRITE, BodyRule("fail")),
+    Route("POST", "/v1/jobs/{id}/heartbeat", heartbeat, WRITE, BodyRule("result")),
+    Route("POST", "/v1/jobs/{id}/release", release, WRITE, BodyRule("small")),
+    Route("POST", "/v1/jobs/{id}/retry", retry_job, WRITE),
+    Route("GET", "/healthz", healthz, READ),
+    Route("GET", "/readyz", readyz, READ),
 ]
 _BY_HANDLER: dict[Handler, Route] = {r.handler: r for r in ROUTES}
 
