@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from msgspec import Raw
 
@@ -139,14 +139,29 @@ def test_other_rules_accept() -> None:
 
 
 # ---- properties -----------------------------------------------------------------------------
+# Requests are drawn valid but for one or two fields drawn wild (any value of the wire type, and
+# the values on either side of each limit), so that most rules are met and the one broken is
+# the one tested.
 
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)  # JSON has no lone surrogates
-FLOATS = st.floats() | st.sampled_from([0.0, -0.0, 1e-9, p.MAX_DELAY_S, p.MAX_TIMEOUT_S, NOW])
+EDGES = [0.0, -0.0, -1e-9, 1e-9, -1.0, 59.5, 60.0, 60.5, 61.0, p.MAX_TIMEOUT_S, p.MAX_TIMEOUT_S + 1,
+         p.MAX_DELAY_S, p.MAX_DELAY_S + 1, NOW, NOW + p.MAX_DELAY_S, NOW + p.MAX_DELAY_S + 1,
+         math.nan, math.inf, -math.inf]
+FLOATS = st.floats() | st.sampled_from(EDGES)
+INTS = st.integers() | st.integers(-2, 1002) | st.sampled_from([100_000, 100_001])
 PRIORITIES = st.integers() | st.integers(-2, 11) | TEXT | st.sampled_from(list(p.PRIORITY_NAMES))
 
 
 def refused_4xx(e: TqdError) -> bool:
     return 400 <= e.http_status < 500 and bool(e.message)
+
+
+@st.composite
+def mostly_valid(draw: st.DrawFn, cls: type[Any], valid: dict[str, Any], wild: dict[str, Any]) -> Any:
+    fields = {name: draw(s) for name, s in valid.items()}
+    for name in draw(st.lists(st.sampled_from(sorted(wild)), min_size=1, max_size=2)):
+        fields[name] = draw(wild[name])
+    return cls(**fields)
 
 
 @given(PRIORITIES)
@@ -163,20 +178,30 @@ def test_any_accepted_priority_is_0_to_9(value: int | str) -> None:
         assert prio == p.PRIORITY_NAMES.get(value, value)  # type: ignore[call-overload]
 
 
-JOBS = st.builds(
-    p.EnqueueRequest,
-    type=st.none() | TEXT,
-    payload=st.binary(max_size=120).map(Raw),
-    priority=PRIORITIES,
-    delay=st.none() | FLOATS,
-    run_at=st.none() | FLOATS,
-    max_attempts=st.none() | st.integers() | st.integers(0, 1001),
-    timeout=st.none() | FLOATS,
-    key=st.none() | TEXT,
-    id=st.none() | TEXT | st.from_regex(p.ID_RE, fullmatch=True),
-)
+JOBS = mostly_valid(p.EnqueueRequest, valid={
+    "type": st.none() | st.text(max_size=20) | st.text("t", min_size=250, max_size=255),
+    "payload": st.binary(max_size=100).map(Raw),
+    "priority": st.integers(0, 9) | st.sampled_from(list(p.PRIORITY_NAMES)),
+    "delay": st.none() | st.floats(0, p.MAX_DELAY_S),
+    "run_at": st.none(),
+    "max_attempts": st.none() | st.integers(1, 1000),
+    "timeout": st.none() | st.floats(0, p.MAX_TIMEOUT_S, exclude_min=True),
+    "key": st.none() | st.text(min_size=1, max_size=60) | st.text("é", min_size=100, max_size=127),
+    "id": st.none() | st.from_regex(p.ID_RE, fullmatch=True),
+}, wild={
+    "type": TEXT | st.sampled_from(["t" * 255, "t" * 256]),
+    "payload": st.binary(max_size=200).map(Raw) | st.sampled_from([Raw(b"1" * 100), Raw(b"1" * 101)]),
+    "priority": PRIORITIES,
+    "delay": FLOATS,
+    "run_at": FLOATS,
+    "max_attempts": INTS,
+    "timeout": FLOATS,
+    "key": TEXT | st.sampled_from(["", "é" * 127, "é" * 128]),
+    "id": TEXT | st.sampled_from(["", "x" * 128, "x" * 129]),
+})
 
 
+@settings(max_examples=400)
 @given(JOBS)
 def test_a_job_is_stored_sane_or_refused_4xx(req: p.EnqueueRequest) -> None:
     try:
@@ -194,36 +219,63 @@ def test_a_job_is_stored_sane_or_refused_4xx(req: p.EnqueueRequest) -> None:
     assert v._checked_job(req, S, NOW) == nj
 
 
-LEASES = st.builds(
-    p.LeaseRequest,
-    queues=st.lists(TEXT | st.from_regex(p.QUEUE_RE, fullmatch=True), max_size=102),
-    max=st.integers() | st.integers(0, 1001),
-    wait=FLOATS,
-    worker=st.none() | TEXT,
-    timeout=st.none() | FLOATS,
-)
+LEASES = mostly_valid(p.LeaseRequest, valid={
+    "queues": st.lists(st.from_regex(p.QUEUE_RE, fullmatch=True), min_size=1, max_size=100),
+    "max": st.integers(1, 1000),
+    "wait": st.floats(0, 60),
+    "worker": st.none() | st.text(max_size=255),
+    "timeout": st.none() | st.floats(0, p.MAX_TIMEOUT_S, exclude_min=True),
+}, wild={
+    "queues": st.lists(TEXT | st.from_regex(p.QUEUE_RE, fullmatch=True), max_size=102),
+    "max": INTS,
+    "wait": FLOATS,
+    "worker": TEXT | st.sampled_from(["w" * 255, "w" * 256]),
+    "timeout": FLOATS,
+})
 
 
-@given(LEASES, st.builds(p.FailRequest, lease=TEXT, error=st.none() | TEXT, retry_in=st.none() | FLOATS),
+@settings(max_examples=300)
+@given(LEASES)
+def test_a_lease_is_sane_or_refused_4xx(req: p.LeaseRequest) -> None:
+    try:
+        assert v.lease(req) is req
+    except TqdError as e:
+        assert refused_4xx(e), e
+        return
+    assert 1 <= len(req.queues) <= 100 and all(p.QUEUE_RE.fullmatch(q) for q in req.queues)
+    assert 1 <= req.max <= 1000 and 0 <= req.wait <= 60
+    assert req.timeout is None or 0 < req.timeout <= p.MAX_TIMEOUT_S
+    assert req.worker is None or len(req.worker) <= p.MAX_WORKER_CHARS
+
+
+def within(x: float | None, lo: float, hi: float) -> bool:
+    return x is None or lo <= x <= hi
+
+
+@given(st.builds(p.FailRequest, lease=TEXT, error=st.none() | TEXT, retry_in=st.none() | FLOATS),
        st.builds(p.HeartbeatRequest, lease=TEXT, extend=st.none() | FLOATS,
-                 progress=st.binary(max_size=120).map(Raw)),
+                 progress=st.binary(max_size=103).map(Raw)),
        st.builds(p.ReleaseRequest, lease=TEXT, delay=FLOATS),
-       st.builds(p.RedriveRequest, limit=st.integers()), TEXT)
-def test_other_requests_pass_or_are_refused_4xx(lease: p.LeaseRequest, fail: p.FailRequest,
-                                                beat: p.HeartbeatRequest, rel: p.ReleaseRequest,
-                                                red: p.RedriveRequest, text: str) -> None:
-    for call in (lambda: v.lease(lease), lambda: v.failure(fail), lambda: v.heartbeat(beat, S),
-                 lambda: v.release(rel), lambda: v.redrive(red), lambda: v.queue_name(text),
-                 lambda: v.queue_cursor(text), lambda: v.job_state(text), lambda: v.job_cursor(text),
-                 lambda: v.purge_state(text)):
+       st.builds(p.RedriveRequest, limit=INTS), TEXT)
+def test_other_requests_pass_sane_or_are_refused_4xx(fail: p.FailRequest, beat: p.HeartbeatRequest,
+                                                     rel: p.ReleaseRequest, red: p.RedriveRequest,
+                                                     text: str) -> None:
+    checks = [
+        (lambda: v.failure(fail), lambda f: within(f.retry_in, 0, p.MAX_DELAY_S)),
+        (lambda: v.heartbeat(beat, S), lambda b: within(b.extend, 1e-300, p.MAX_TIMEOUT_S)
+         and (b.progress is None or len(b.progress) <= S.max_payload_bytes)),
+        (lambda: v.release(rel), lambda r: within(r.delay, 0, p.MAX_DELAY_S)),
+        (lambda: v.redrive(red), lambda r: 1 <= r.limit <= 100_000),
+        (lambda: v.queue_name(text), lambda q: p.QUEUE_RE.fullmatch(q)),
+        (lambda: v.queue_cursor(text), lambda c: c == "" or p.QUEUE_RE.fullmatch(c)),
+        (lambda: v.job_state(text), lambda s: s in p.STATES),
+        (lambda: v.job_cursor(text), lambda n: 0 <= n < 1 << 64),
+        (lambda: v.purge_state(text), lambda s: s in ("dead", "completed", "cancelled")),
+    ]
+    for call, sane in checks:
         try:
-            call()
+            out = call()
         except TqdError as e:
             assert refused_4xx(e), e
-    try:
-        v.lease(lease)
-    except TqdError:
-        return
-    assert 1 <= len(lease.queues) <= 100 and all(p.QUEUE_RE.fullmatch(q) for q in lease.queues)
-    assert 1 <= lease.max <= 1000 and 0 <= lease.wait <= 60
-    assert lease.timeout is None or 0 < lease.timeout <= p.MAX_TIMEOUT_S
+        else:
+            assert sane(out), out
