@@ -1,4 +1,9 @@
-"""HTTP API: aiohttp app factory and thin handlers (decode, one core call, encode)."""
+"""HTTP API: aiohttp app factory, error replies, the route table and thin handlers.
+
+A handler decodes (tqd.protocol), has the queue's rules check what it read
+(tqd.queue.validate, shared with every front end), makes one service call and encodes. What
+stays here is HTTP: query strings, the line of an NDJSON body an error is about, statuses.
+"""
 
 from __future__ import annotations
 
@@ -146,7 +151,7 @@ def _int_param(raw: str, name: str, lo: int, hi: int) -> int:
     return v
 
 
-# ---- enqueue ------------------------------------------------------------------------------
+# ---- enqueue ------------------------------------------------------------------
 
 
 async def enqueue(request: web.Request) -> web.Response:
@@ -174,7 +179,7 @@ async def enqueue(request: web.Request) -> web.Response:
     return reply_lines(await service.enqueue(queue, jobs), 201)
 
 
-# ---- lease and finishing ------------------------------------------------------------------
+# ---- lease and finishing ------------------------------------------------------
 
 
 async def lease(request: web.Request) -> web.Response:
@@ -239,7 +244,7 @@ async def release(request: web.Request) -> web.Response:
     return reply({"state": state} if state == "queued" else {"state": state, "run_at": st.run_at})
 
 
-# ---- inspecting and managing ----------------------------------------------------------------
+# ---- inspecting and managing --------------------------------------------------
 
 
 async def get_job(request: web.Request) -> web.Response:
