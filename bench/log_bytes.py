@@ -20,16 +20,22 @@ Per phase and in total, per job:
   writable map), the log's pages included; ``nolog_write_bytes``: the same, in a second run
   of the same workload in which the log entry is not put (``Tx._log_append`` patched to
   keep only its bookkeeping: a counterfactual, not a mode of tqd), so the difference is
-  what the log adds to the disk writes.
+  what the log adds to the disk writes;
+- ``cpu_us`` and ``nolog_cpu_us``: this process's CPU time (user + system, fsync waits not
+  included) in each of those runs, the median over ``--rounds`` alternating pairs of runs:
+  the writer-side CPU the log entry costs (encoding and putting it; the effects list is
+  still built in the counterfactual).
 
-Standalone: python bench/log_bytes.py [--jobs 10000] [--ops-per-commit 1] [--json FILE]
+Standalone: python bench/log_bytes.py [--jobs 10000] [--ops-per-commit 1] [--rounds 5] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,9 +55,10 @@ from tqd.storage import store as S  # noqa: E402
 SCENARIO = "log_bytes"
 QUEUE = "bench"
 T0 = 1_700_000_000.0
-COLUMNS = ["phase", "jobs", "ops", "commits", "log_bytes_per_job", "old_log_bytes_per_job",
+COLUMNS = ["phase", "commits", "log_bytes_per_job", "old_log_bytes_per_job",
            "new_over_old", "log_bytes_per_commit", "lmdb_writes_per_job",
-           "lmdb_write_bytes_per_job", "nolog_write_bytes_per_job"]
+           "lmdb_write_bytes_per_job", "nolog_write_bytes_per_job", "cpu_us_per_job",
+           "nolog_cpu_us_per_job"]
 
 
 def json_text(i: int, size: int, head: str) -> bytes:
@@ -71,16 +78,19 @@ def wchar() -> int | None:
     return None
 
 
+def cpu_s() -> float:
+    return time.process_time()  # (os.times() ticks in 10 ms: too coarse for a phase)
+
+
 @contextmanager
 def no_log_put() -> Iterator[None]:
-    """Counterfactual: commits keep the log's bookkeeping but do not put its entry."""
+    """Counterfactual: commits keep the log's position but neither encode nor put its entry."""
     orig = S.Tx._log_append
 
     def bookkeeping_only(self: S.Tx, e: L.Entry) -> None:
         m = self.local
         L.check_next(m, e)
         m.term, m.log_seq = e.term, e.seq
-        m.log_bytes += len(L.entry_encoder.encode(e))
 
     S.Tx._log_append = bookkeeping_only  # type: ignore[method-assign]
     try:
@@ -98,6 +108,7 @@ class Phase:
         self.seq0, self.bytes0 = w.local.log_seq, w.local.log_bytes
         self.writes0 = w.stats.puts + w.stats.dels
         self.wchar0 = wchar()
+        self.cpu0 = cpu_s()
 
     def apply(self, ops: list[r.Op]) -> list[Any]:
         results, served, _ = self.w.apply_batch([(op, None) for op in ops])
@@ -110,12 +121,13 @@ class Phase:
         return results
 
     def done(self) -> dict[str, Any]:
-        w, wc = self.w, wchar()
+        w, wc, cpu = self.w, wchar(), cpu_s()
         return {"phase": self.name, "jobs": self.jobs, "ops": self.ops,
                 "commits": w.local.log_seq - self.seq0,
                 "log_bytes": w.local.log_bytes - self.bytes0, "old_log_bytes": self.old_bytes,
                 "lmdb_writes": w.stats.puts + w.stats.dels - self.writes0,
-                "lmdb_write_bytes": None if wc is None or self.wchar0 is None else wc - self.wchar0}
+                "lmdb_write_bytes": None if wc is None or self.wchar0 is None else wc - self.wchar0,
+                "cpu_s": cpu - self.cpu0}
 
 
 def lifecycle(w: Writer, a: argparse.Namespace) -> list[dict[str, Any]]:
@@ -181,21 +193,28 @@ def run_once(a: argparse.Namespace) -> tuple[list[dict[str, Any]], L.LocalMeta]:
     return rows, local
 
 
-def per_job(rows: list[dict[str, Any]], nolog: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    total = {"phase": "total"}
-    for key in ("ops", "commits", "log_bytes", "old_log_bytes", "lmdb_writes", "lmdb_write_bytes"):
+SUMMED = ("ops", "commits", "log_bytes", "old_log_bytes", "lmdb_writes", "lmdb_write_bytes", "cpu_s")
+
+
+def with_total(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    total: dict[str, Any] = {"phase": "total", "jobs": rows[0]["jobs"]}  # every job, every phase
+    for key in SUMMED:
         vals = [x[key] for x in rows]
         total[key] = None if None in vals else sum(vals)
-    total["jobs"] = rows[0]["jobs"]  # each job goes through every phase once
-    nolog_total = [x["lmdb_write_bytes"] for x in nolog]
+    return [*rows, total]
+
+
+def per_job(runs: list[list[dict[str, Any]]], nolog: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows per job: bytes from the first run (they do not vary), CPU the median over runs."""
     out = []
-    for x, nl in zip([*rows, total], [*[y["lmdb_write_bytes"] for y in nolog],
-                                      None if None in nolog_total else sum(nolog_total)],
-                     strict=True):
+    for i, x in enumerate(runs[0]):
         j = x["jobs"]
 
         def div(v: Any, d: int = j) -> float | None:
             return None if v is None else v / d
+
+        def cpu_us(rs: list[list[dict[str, Any]]], i: int = i, j: int = j) -> float | None:
+            return statistics.median(r[i]["cpu_s"] for r in rs) * 1e6 / j if rs else None
 
         out.append({"scenario": SCENARIO, "phase": x["phase"], "jobs": j, "ops": x["ops"],
                     "commits": x["commits"], "log_bytes": x["log_bytes"],
@@ -206,7 +225,9 @@ def per_job(rows: list[dict[str, Any]], nolog: list[dict[str, Any]]) -> list[dic
                     "log_bytes_per_commit": div(x["log_bytes"], x["commits"]),
                     "lmdb_writes_per_job": div(x["lmdb_writes"]),
                     "lmdb_write_bytes_per_job": div(x["lmdb_write_bytes"]),
-                    "nolog_write_bytes_per_job": div(nl)})
+                    "nolog_write_bytes_per_job": div(nolog[0][i]["lmdb_write_bytes"]) if nolog else None,
+                    "cpu_us_per_job": cpu_us(runs), "nolog_cpu_us_per_job": cpu_us(nolog),
+                    "rounds": len(runs)})
     return out
 
 
@@ -218,30 +239,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--result-bytes", type=int, default=40)
     ap.add_argument("--ops-per-commit", type=int, default=1,
                     help="ops applied in one transaction (group commit)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="pairs of runs (with the log, without it) for the CPU medians")
     ap.add_argument("--no-counterfactual", action="store_true",
-                    help="skip the second run without log puts (nolog_write_bytes)")
+                    help="skip the runs without log puts (nolog_* columns)")
     ap.add_argument("--tmp", default=None, help="parent of the temp dir (default $TMPDIR)")
     ap.add_argument("--json", default=None, help="append the JSON lines to this file")
     a = ap.parse_args(argv)
-    if a.jobs < 1 or a.batch < 1 or a.ops_per_commit < 1:
-        ap.error("--jobs, --batch and --ops-per-commit must be positive")
+    if min(a.jobs, a.batch, a.ops_per_commit, a.rounds) < 1:
+        ap.error("--jobs, --batch, --ops-per-commit and --rounds must be positive")
 
-    rows, local = run_once(a)
-    if local.log_first != 1:
-        raise RuntimeError(f"the log was truncated (first entry {local.log_first}): bytes undercounted")
-    nolog: list[dict[str, Any]] = [{"lmdb_write_bytes": None}] * len(rows)
-    if not a.no_counterfactual:
-        with no_log_put():
-            nolog, _ = run_once(a)
+    runs: list[list[dict[str, Any]]] = []
+    nolog: list[list[dict[str, Any]]] = []
+    for _ in range(a.rounds):  # alternating, so drift on the machine hits both alike
+        rows, local = run_once(a)
+        if local.log_first != 1:
+            raise RuntimeError(f"the log was truncated (first entry {local.log_first}): "
+                               "bytes undercounted")
+        runs.append(with_total(rows))
+        if not a.no_counterfactual:
+            with no_log_put():
+                nolog.append(with_total(run_once(a)[0]))
     report = Report(a.json)
     try:
         out = [report.add({**x, "batch": a.batch, "payload_bytes": a.payload_bytes,
                            "result_bytes": a.result_bytes, "ops_per_commit": a.ops_per_commit})
-               for x in per_job(rows, nolog)]
+               for x in per_job(runs, nolog)]
     finally:
         report.close()
     print_table(f"{SCENARIO}: {a.jobs:,} jobs, payload {a.payload_bytes} B, result {a.result_bytes} B, "
-                f"batches of {a.batch}, {a.ops_per_commit} op(s) per commit", out, COLUMNS)
+                f"batches of {a.batch}, {a.ops_per_commit} op(s) per commit, CPU: median of "
+                f"{a.rounds} run(s)", out, COLUMNS)
     return 0
 
 
