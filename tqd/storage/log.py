@@ -102,5 +102,7 @@ def check_next(local: LocalMeta, e: Entry) -> None:
                         f"{local.term}")
     if e.term > local.term and e.kind != TERM_START:
         raise WrongTerm(f"entry {e.seq} opens term {e.term} without its term-start marker")
+    if e.kind == TERM_START and e.term == local.term:
+        raise WrongTerm(f"entry {e.seq} starts term {e.term} again")
     if e.kind not in (EFFECTS, TERM_START):
         raise LogRejected(f"entry {e.seq} has an unknown kind {e.kind} (a newer tqd?)")
