@@ -322,6 +322,53 @@ def test_list_bad_query(api: Api, q: str, query: str) -> None:
     assert_error(api.request("GET", f"/v1/queues/{q}/jobs?{query}"), 400, "invalid_request")
 
 
+BAD_CURSOR = "after must be a cursor from a previous page"
+LAST_POS = (1 << 64) - 1  # a job cursor is a u64 position; the listing starts at cursor + 1
+
+
+@pytest.mark.parametrize("path,query,message", [
+    # job listing: the last u64 has no position after it (was a 500: the scan overflowed on + 1)
+    ("/jobs", f"after={LAST_POS:x}", BAD_CURSOR),
+    ("/jobs", f"after={LAST_POS:X}", BAD_CURSOR),
+    ("/jobs", f"state=dead&after={LAST_POS:x}", BAD_CURSOR),
+    ("/jobs", f"after={'0' * 48}{LAST_POS:x}", BAD_CURSOR),
+    ("/jobs", f"after={LAST_POS + 1:x}", BAD_CURSOR),
+    ("/jobs", "limit=" + "9" * 30, "limit must be an integer 1..1000"),
+    ("/jobs", "limit=" + "9" * 5000, "limit must be an integer 1..1000"),  # past int()'s digit limit
+    ("/jobs", "limit=-0x10", "limit must be an integer 1..1000"),
+    # queue listing: names are the cursor, at most 128 characters
+    ("", "after=" + "z" * 129, BAD_CURSOR),
+    ("", "limit=" + "9" * 30, "limit must be an integer 1..1000"),
+    ("", "limit=" + "9" * 5000, "limit must be an integer 1..1000"),
+    ("", "limit=0", "limit must be an integer 1..1000"),
+    ("", "limit=1001", "limit must be an integer 1..1000"),
+])
+def test_listing_cursors_and_limits_past_their_range_are_400(api: Api, q: str, path: str, query: str,
+                                                             message: str) -> None:
+    api.enqueue_ok(q)
+    where = f"/v1/queues/{q}{path}" if path else "/v1/queues"
+    with Unchanged(api):
+        body = assert_error(api.request("GET", f"{where}?{query}"), 400, "invalid_request")
+    assert body["message"] == message
+
+
+def test_listing_cursors_and_limits_at_their_range_ends(api: Api, q: str) -> None:
+    jid = api.enqueue_ok(q)
+    for query in ("after=0", "after=", f"after={LAST_POS - 1:x}", f"state=dead&after={LAST_POS - 1:x}",
+                  "limit=1", "limit=1000", f"limit=1&after={LAST_POS - 1:x}"):
+        r = api.request("GET", f"/v1/queues/{q}/jobs?{query}")
+        assert r.status == 200, (query, r)
+        want = [jid] if query in ("after=0", "after=", "limit=1", "limit=1000") else []
+        assert [j["id"] for j in r.json()["jobs"]] == want, query
+    for query in ("after=" + "z" * 128, "after=", "limit=1", "limit=1000"):
+        r = api.request("GET", f"/v1/queues?{query}")
+        assert r.status == 200, (query, r)
+    assert api.request("GET", "/v1/queues?after=" + "z" * 128).json() == {"queues": [], "next": None}
+    # a purge takes no cursor from the client: a stray one is ignored, not parsed
+    r = api.request("DELETE", f"/v1/queues/{q}/jobs?state=dead&after={LAST_POS:x}")
+    assert r.status == 200 and r.json() == {"deleted": 0}
+
+
 @pytest.mark.parametrize("query", ["", "state=", "state=queued", "state=active", "state=scheduled",
                                    "state=bogus", "state=DEAD"])
 def test_purge_bad_state(api: Api, q: str, query: str) -> None:

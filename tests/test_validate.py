@@ -111,6 +111,8 @@ def test_bad_jobs(req: p.EnqueueRequest, err: type[TqdError], message: str) -> N
      "state must be one of queued, scheduled, active, completed, dead, cancelled"),
     (lambda: v.job_cursor("zz"), InvalidRequest, "after must be a cursor from a previous page"),
     (lambda: v.job_cursor("1" + "0" * 16), InvalidRequest, "after must be a cursor from a previous page"),
+    # the last u64: a page starts after its cursor, and no position follows that one
+    (lambda: v.job_cursor("f" * 16), InvalidRequest, "after must be a cursor from a previous page"),
     (lambda: v.purge_state("queued"), InvalidRequest, "state must be one of dead, completed, cancelled"),
 ])
 def test_other_rules_refuse(call: Any, err: type[TqdError], message: str) -> None:
@@ -135,6 +137,7 @@ def test_other_rules_accept() -> None:
     assert v.redrive(p.RedriveRequest(1)).limit == 1
     assert v.job_state(None) is None and v.job_state("dead") == "dead"
     assert v.job_cursor("") == 0 and v.job_cursor("ff") == 255
+    assert v.job_cursor("f" * 15 + "e") == (1 << 64) - 2
     assert v.purge_state("completed") == "completed"
 
 
@@ -269,7 +272,7 @@ def test_other_requests_pass_sane_or_are_refused_4xx(fail: p.FailRequest, beat: 
         (lambda: v.queue_name(text), lambda q: p.QUEUE_RE.fullmatch(q)),
         (lambda: v.queue_cursor(text), lambda c: c == "" or p.QUEUE_RE.fullmatch(c)),
         (lambda: v.job_state(text), lambda s: s in p.STATES),
-        (lambda: v.job_cursor(text), lambda n: 0 <= n < 1 << 64),
+        (lambda: v.job_cursor(text), lambda n: 0 <= n and n + 1 < 1 << 64),  # n + 1 is a u64
         (lambda: v.purge_state(text), lambda s: s in ("dead", "completed", "cancelled")),
     ]
     for call, sane in checks:

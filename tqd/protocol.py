@@ -1,14 +1,14 @@
-"""Wire messages of PROTOCOL.md as msgspec Structs, with encoders/decoders built once.
+"""Wire messages of docs/protocol.md as msgspec Structs, with encoders/decoders built once.
 
-Decoding here checks types; `validate_*` functions check ranges and cross-field
-rules and raise the protocol's 4xx errors. Payloads stay raw JSON bytes from the
-request to the disk and back (never decoded by the server).
+Decoding here checks types and the body's bytes (encoding, UTF-8, size); ranges and
+cross-field rules are tqd.queue.validate's, whose limits (with their reasons) are defined
+here with the body limits. Payloads stay raw JSON bytes from the request to the disk and
+back (never decoded by the server).
 """
 
 from __future__ import annotations
 
 import codecs
-import math
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -20,7 +20,6 @@ from msgspec import Raw, Struct
 from .config import MiB, Settings
 from .errors import (
     InvalidJob,
-    InvalidQueue,
     InvalidRequest,
     PayloadTooLarge,
     TqdError,
@@ -33,11 +32,24 @@ QUEUE_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 ID_RE = QUEUE_RE
 PRIORITY_NAMES = {"high": 7, "normal": 5, "low": 3}
 STATES = ("queued", "scheduled", "active", "completed", "dead", "cancelled")
-MAX_TIMEOUT_S = 7 * 86400.0
-MAX_DELAY_S = 10 * 365 * 86400.0
-MAX_KEY_BYTES = 255
-MAX_TYPE_CHARS = 255
-MAX_WORKER_CHARS = 255
+
+
+# ---- field limits -------------------------------------------------------------
+# Every limit on a request's fields, with its reason. The rules that apply them are
+# tqd.queue.validate's; the numbers are here, next to the body limits below.
+
+MAX_PRIORITY = 9  # priorities are 0..9, 9 first; the names map into that range
+MAX_ATTEMPTS = 1000  # a job leased more often than this is a loop, not a retry policy
+MAX_TIMEOUT_S = 7 * 86400.0  # a lease's length (timeout, extend): a worker silent a week is gone
+MAX_DELAY_S = 10 * 365 * 86400.0  # delay, run_at, retry_in: further ahead is a mistake, not a plan
+MAX_KEY_BYTES = 255  # with the queue name (128) and a NUL, one LMDB key (511 bytes at most)
+MAX_TYPE_CHARS = 255  # a job's type is a name, stored with every job
+MAX_WORKER_CHARS = 255  # a lease's worker is a label, stored with every job it takes
+MAX_LEASE_QUEUES = 100  # queues one lease may name (each is a cursor the writer walks)
+MAX_LEASE_JOBS = 1000  # jobs one lease may take (max_lease_bytes also bounds the answer)
+MAX_WAIT_S = 60.0  # a long-poll's wait: under the usual 60-75 s proxy idle timeouts
+MAX_REDRIVE = 100_000  # dead jobs one redrive moves back (one write transaction)
+MAX_PAGE = 1000  # items in one page of a listing (queues, jobs)
 
 
 # ---- body limits --------------------------------------------------------------
@@ -366,22 +378,7 @@ def decode_enqueue(body: bytes, line: int | None = None) -> EnqueueRequest:
 
 
 def decode_lease(body: bytes) -> LeaseRequest:
-    req: LeaseRequest = _decode(_lease_dec, body, InvalidRequest)
-    if not req.queues:
-        raise InvalidRequest("queues must name at least one queue")
-    if len(req.queues) > 100:
-        raise InvalidRequest("at most 100 queues per lease")
-    for q in req.queues:
-        check_queue(q)
-    if not 1 <= req.max <= 1000:
-        raise InvalidRequest("max must be 1..1000")
-    if not 0 <= req.wait <= 60:
-        raise InvalidRequest("wait must be 0..60 seconds")
-    if req.timeout is not None:
-        _check_timeout(req.timeout, InvalidRequest)
-    if req.worker is not None and len(req.worker) > MAX_WORKER_CHARS:
-        raise InvalidRequest(f"worker is longer than {MAX_WORKER_CHARS} characters")
-    return req
+    return _decode(_lease_dec, body, InvalidRequest)  # type: ignore[no-any-return]
 
 
 def decode_ack(body: bytes) -> AckRequest:
@@ -393,55 +390,16 @@ def decode_bulk_ack_line(line: bytes, n: int) -> BulkAckLine:
 
 
 def decode_fail(body: bytes) -> FailRequest:
-    req: FailRequest = _decode(_fail_dec, body, InvalidRequest)
-    if req.retry_in is not None and not (0 <= req.retry_in <= MAX_DELAY_S):
-        raise InvalidRequest("retry_in must be >= 0 seconds (and at most 10 years)")
-    return req
+    return _decode(_fail_dec, body, InvalidRequest)  # type: ignore[no-any-return]
 
 
 def decode_heartbeat(body: bytes) -> HeartbeatRequest:
-    req: HeartbeatRequest = _decode(_heartbeat_dec, body, InvalidRequest)
-    if req.extend is not None:
-        _check_timeout(req.extend, InvalidRequest, "extend")
-    return req
+    return _decode(_heartbeat_dec, body, InvalidRequest)  # type: ignore[no-any-return]
 
 
 def decode_release(body: bytes) -> ReleaseRequest:
-    req: ReleaseRequest = _decode(_release_dec, body, InvalidRequest)
-    if not (0 <= req.delay <= MAX_DELAY_S):
-        raise InvalidRequest("delay must be >= 0 seconds (and at most 10 years)")
-    return req
+    return _decode(_release_dec, body, InvalidRequest)  # type: ignore[no-any-return]
 
 
 def decode_redrive(body: bytes) -> RedriveRequest:
-    req: RedriveRequest = _decode(_redrive_dec, body, InvalidRequest)
-    if not 1 <= req.limit <= 100_000:
-        raise InvalidRequest("limit must be 1..100000")
-    return req
-
-
-def check_queue(name: str) -> str:
-    if not QUEUE_RE.fullmatch(name):
-        raise InvalidQueue(f"queue name must match [A-Za-z0-9_.:-]{{1,128}}, got {name[:140]!r}")
-    return name
-
-
-def _check_timeout(v: float, err: type[Exception], name: str = "timeout") -> None:
-    if not (0 < v <= MAX_TIMEOUT_S) or math.isnan(v):
-        raise err(f"{name} must be > 0 and <= {MAX_TIMEOUT_S:.0f} seconds")
-
-
-def parse_priority(p: int | str, err: type[Exception] = InvalidJob, **extra: Any) -> int:
-    if isinstance(p, str):
-        if p not in PRIORITY_NAMES:
-            raise err("priority must be 0..9 or one of high, normal, low", **extra)
-        return PRIORITY_NAMES[p]
-    if not 0 <= p <= 9:
-        raise err("priority must be 0..9 or one of high, normal, low", **extra)
-    return p
-
-
-def check_payload_size(req: EnqueueRequest, limit: int, line: int | None = None) -> None:
-    if len(req.payload) > limit:
-        extra = {} if line is None else {"line": line}
-        raise PayloadTooLarge(f"payload is larger than {limit} bytes", **extra)
+    return _decode(_redrive_dec, body, InvalidRequest)  # type: ignore[no-any-return]

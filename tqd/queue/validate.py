@@ -23,17 +23,21 @@ from msgspec import Raw
 from .. import protocol as p
 from ..config import Settings
 from ..errors import InvalidJob, InvalidQueue, InvalidRequest, PayloadTooLarge, TqdError
+
+# the limits the rules below apply are defined, with their reasons, in tqd.protocol (with the
+# body limits); named here too (`X as X`: re-exported) for the front ends that use them
+from ..protocol import MAX_ATTEMPTS as MAX_ATTEMPTS
+from ..protocol import MAX_LEASE_JOBS as MAX_LEASE_JOBS
+from ..protocol import MAX_LEASE_QUEUES as MAX_LEASE_QUEUES
+from ..protocol import MAX_PAGE as MAX_PAGE
+from ..protocol import MAX_PRIORITY as MAX_PRIORITY
+from ..protocol import MAX_REDRIVE as MAX_REDRIVE
+from ..protocol import MAX_WAIT_S as MAX_WAIT_S
 from .records import AckItem, NewJob
 
-# ---- limits of the rules below (the body limits are protocol.BODY_LIMITS) -------------------
+# ---- what the rules accept ----------------------------------------------------------------
 
-MAX_PRIORITY = 9  # priorities are 0..9, 9 first; the names map into that range
-MAX_ATTEMPTS = 1000  # a job leased more often than this is a loop, not a retry policy
-MAX_LEASE_QUEUES = 100  # queues one lease may name (each is a cursor the writer walks)
-MAX_LEASE_JOBS = 1000  # jobs one lease may take (max_lease_bytes also bounds the answer)
-MAX_WAIT_S = 60.0  # a long-poll's wait: under the usual 60-75 s proxy idle timeouts
-MAX_REDRIVE = 100_000  # dead jobs one redrive moves back (one write transaction)
-MAX_PAGE = 1000  # items in one page of a listing (queues, jobs)
+LAST_JOB_CURSOR = (1 << 64) - 2  # positions are u64 and a page starts after its cursor
 PURGE_STATES = ("dead", "completed", "cancelled")  # the finished states a purge may empty
 
 BAD_PRIORITY = "priority must be 0..9 or one of high, normal, low"
@@ -229,7 +233,7 @@ def job_cursor(after: str) -> int:
         pos = int(after, 16) if after else 0
     except ValueError:
         raise InvalidRequest(BAD_CURSOR) from None
-    if not 0 <= pos < 1 << 64:
+    if not 0 <= pos <= LAST_JOB_CURSOR:  # the last u64 has no position after it
         raise InvalidRequest(BAD_CURSOR)
     return pos
 
