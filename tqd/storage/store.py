@@ -335,6 +335,7 @@ class Tx(ReadTx):
         self.meta = msgspec.structs.replace(meta)
         self.local = msgspec.structs.replace(local)
         self.fx: list[Effect] = []  # the effects on replicated dbs, in order: the log entry
+        self._codes = store.codes
         self._committed_qstats = qstats
         self.dirty_qstats: dict[str, QStat] = {}
         self.deleted_qstats: set[str] = set()  # queues deleted by this transaction
@@ -348,12 +349,12 @@ class Tx(ReadTx):
         return self.puts + self.dels
 
     def _put(self, code: int, key: bytes, value: bytes) -> None:
-        self.txn.put(key, value, db=self.store.codes[code])
+        self.txn.put(key, value, db=self._codes[code])
         self.fx.append((code, key, value))
         self.puts += 1
 
     def _del(self, code: int, key: bytes) -> None:
-        if self.txn.delete(key, db=self.store.codes[code]):
+        if self.txn.delete(key, db=self._codes[code]):
             self.fx.append((code, key, None))
             self.dels += 1
 
