@@ -7,7 +7,7 @@ writer by hundreds of MB before.
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import threading
 import uuid
 from pathlib import Path
@@ -21,32 +21,33 @@ from tqd.engine.writer import PARKED, Parked, Writer
 from tqd.errors import StorageFull
 from tqd.queue import records as r
 
+_rids = itertools.count(1)
 
-def _park(w: Writer, queues: list[str], loop: asyncio.AbstractEventLoop) -> Parked:
-    p = Parked(queues, 1, None, None, loop.create_future())
-    results, _, _ = w.apply_batch([(p, p.fut)])
+
+def _park(w: Writer, queues: list[str]) -> Parked:
+    """A long-poll as the writer process hands it over: a Parked tagged with its request id."""
+    rid = next(_rids)
+    p = Parked(queues, 1, None, None, rid)
+    results, _, _ = w.apply_batch([(p, rid)])
     assert results == [PARKED]
     return p
 
 
 def test_given_up_leases_leave_no_waiting_lists(writer: Writer) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        for _ in range(10_000):
-            p = _park(writer, [uuid.uuid4().hex for _ in range(10)], loop)
-            assert writer.unpark(p)  # the long-poll timed out
-        names, entries = writer.parked_entries()
-        assert names <= 2048 and entries <= 2048, (names, entries)
-        # the ones still waiting are kept, and served
-        live = _park(writer, ["live"], loop)
-        for _ in range(3000):
-            assert writer.unpark(_park(writer, [uuid.uuid4().hex], loop))
-        assert writer.parked_entries()[1] <= 2048
-        _, served, _ = writer.apply_batch([(r.Enqueue(1000.0, "live", [
-            r.NewJob(None, None, b"1", 5, None, 3, 30.0, None)]), None)])
-        assert [fut for fut, _ in served] == [live.fut]
-    finally:
-        loop.close()
+    for _ in range(10_000):
+        p = _park(writer, [uuid.uuid4().hex for _ in range(10)])
+        assert writer.unpark(p)  # the long-poll timed out
+    names, entries = writer.parked_entries()
+    assert names <= 2048 and entries <= 2048, (names, entries)
+    # the ones still waiting are kept, and served
+    live = _park(writer, ["live"])
+    for _ in range(3000):
+        assert writer.unpark(_park(writer, [uuid.uuid4().hex]))
+    assert writer.parked_entries()[1] <= 2048
+    _, served, _ = writer.apply_batch([(r.Enqueue(1000.0, "live", [
+        r.NewJob(None, None, b"1", 5, None, 3, 30.0, None)]), None)])
+    assert [rid for rid, _ in served] == [live.rid]
+    assert not writer.unpark(live)  # served: its jobs went out, nothing to give up
 
 
 def _writer_rss_kb(server_pid: int) -> int:
@@ -115,18 +116,14 @@ class _FailingCommit:
                                  RuntimeError("a bug at commit")])
 def test_a_long_poll_in_a_failed_batch_is_never_served_later(writer: Writer,
                                                              exc: BaseException) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        p = Parked(["p"], 1, None, None, loop.create_future())
-        enq = r.Enqueue(1000.0, "x", [r.NewJob(None, None, b"1", 5, None, 3, 30.0, None)])
-        with _FailingCommit(writer, exc):
-            try:
-                results, _, _ = writer.apply_batch([(p, p.fut), (enq, None)])
-                assert all(isinstance(x, StorageFull) for x in results), results  # the disk
-            except RuntimeError:
-                pass  # a bug: the caller answers every request of the batch with a 500
-        _, served, _ = writer.apply_batch([(r.Enqueue(1001.0, "p", [
-            r.NewJob(None, None, b"2", 5, None, 3, 30.0, None)]), None)])
-        assert served == []  # the job stays queued for a live worker
-    finally:
-        loop.close()
+    p = Parked(["p"], 1, None, None, 1)
+    enq = r.Enqueue(1000.0, "x", [r.NewJob(None, None, b"1", 5, None, 3, 30.0, None)])
+    with _FailingCommit(writer, exc):
+        try:
+            results, _, _ = writer.apply_batch([(p, p.rid), (enq, None)])
+            assert all(isinstance(x, StorageFull) for x in results), results  # the disk
+        except RuntimeError:
+            pass  # a bug: the caller answers every request of the batch with a 500
+    _, served, _ = writer.apply_batch([(r.Enqueue(1001.0, "p", [
+        r.NewJob(None, None, b"2", 5, None, 3, 30.0, None)]), None)])
+    assert served == []  # the job stays queued for a live worker

@@ -30,10 +30,10 @@ JSON_VALUES = st.recursive(
 )
 
 
-@pytest.fixture(scope="module", params=["process", "thread"])
-def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     d: Path = tmp_path_factory.mktemp("rt") / "data"
-    with running(d, "--writer", request.param) as (_, a):
+    with running(d) as (_, a):
         yield a
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tqd.config import Settings
 from tqd.queue import records as r
-from tqd.service import QueueService
+from tqd.service import QueueService, spawn_writer
 from tqd.supervisor import LoopState, Supervisor
 
 
@@ -49,9 +49,14 @@ async def test_a_failing_loop_is_restarted_with_backoff_and_stops_cleanly() -> N
     assert not st.running
 
 
-async def test_the_timer_loop_survives_a_bug(tmp_path: Path) -> None:
+def test_the_timer_loop_survives_a_bug(tmp_path: Path) -> None:
     """Delayed jobs still become ready after one pass of the timer loop raised."""
-    svc = QueueService(Settings(data_dir=tmp_path, writer="thread"))
+    settings = Settings(data_dir=tmp_path)
+    fd, handle = spawn_writer(settings)  # before the event loop: it forks
+    asyncio.run(_timer_loop_survives_a_bug(QueueService(settings, lock_fd=fd, writer=handle)))
+
+
+async def _timer_loop_survives_a_bug(svc: QueueService) -> None:
     await svc.start()
     try:
         real = svc._submit

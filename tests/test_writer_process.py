@@ -1,4 +1,4 @@
-"""The writer process (default) and the writer thread (--writer thread) from the outside."""
+"""The writer process from the outside."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -89,38 +88,14 @@ def test_server_stops_when_its_writer_process_dies(server_factory: type[ServerPr
     assert b"writer process exited" in s.log
 
 
-def test_thread_writer_serves_long_polls_and_writes(server_factory: type[ServerProcess],
-                                                    tmp_path: Path) -> None:
-    s = server_factory(tmp_path / "data", "--writer", "thread").start()
-    assert s.proc is not None
-    assert children(s.proc.pid) == []
-    got: dict[str, object] = {}
-
-    def poll() -> None:
-        got["res"] = call(f"{s.url}/v1/lease", "POST", b'{"queues": ["q"], "wait": 10}')
-
-    t = threading.Thread(target=poll)
-    t.start()
-    time.sleep(0.3)  # let the long-poll park (if it has not, it leases the job directly)
-    jid = enqueue(s.url, 7)
-    t.join(15)
-    st, body = got["res"]  # type: ignore[misc]
-    assert st == 200
-    job = json.loads(body.splitlines()[0])
-    assert job["id"] == jid
-    st, _ = call(f"{s.url}/v1/jobs/{jid}/ack", "POST", json.dumps({"lease": job["lease"]}).encode())
-    assert st == 200
-    assert s.stop() == 0
-    assert b"Traceback" not in s.log
-
-
-def test_bad_writer_setting_is_refused(server_factory: type[ServerProcess], tmp_path: Path) -> None:
-    s = server_factory(tmp_path / "data", "--writer", "fork")
+def test_the_writer_flag_is_gone(server_factory: type[ServerProcess], tmp_path: Path) -> None:
+    """--writer (process or thread) was removed: naming it is an error, not a silent no-op."""
+    s = server_factory(tmp_path / "data", "--writer", "thread")
     try:
         s.start(timeout=10)
-        raise AssertionError("started with --writer fork")
+        raise AssertionError("started with --writer thread")
     except RuntimeError as e:
-        assert "writer must be process or thread" in str(e)
+        assert "unrecognized arguments: --writer thread" in str(e)
     assert s.stop() == 2
 
 

@@ -88,10 +88,6 @@ class Settings:
         metadata={"help": "a write not answered by the writer within this gets 503 (it may "
                           "still commit); /readyz fails while the writer is this late"},
     )
-    writer: str = field(
-        default="process",
-        metadata={"help": "where the LMDB writer runs: process (its own core) or thread"},
-    )
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -119,8 +115,6 @@ def _problems(s: Settings) -> list[str]:
     for name in ("body_min_rate_bytes_s", "max_connections"):
         if getattr(s, name) < 0:
             out.append(f"{name} must be >= 0")
-    if s.writer not in ("process", "thread"):
-        out.append(f"writer must be process or thread, got {s.writer!r}")
     if s.map_size_bytes < 64 * 1024:
         out.append("map_size_bytes must be >= 65536")
     return out

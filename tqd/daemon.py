@@ -47,8 +47,7 @@ MAX_HEADERS = 128  # more: 431
 _REFUSAL_LOG_EVERY_S = 10.0  # a flood of refused connections logs a line this often at most
 
 
-async def serve(settings: Settings, lock_fd: int | None = None,
-                writer: WriterHandle | None = None) -> None:
+async def serve(settings: Settings, lock_fd: int, writer: WriterHandle) -> None:
     fds = raise_fd_limit()
     service = QueueService(settings, lock_fd=lock_fd, writer=writer)
     await service.start()
@@ -91,9 +90,7 @@ async def serve(settings: Settings, lock_fd: int | None = None,
 def run(settings: Settings) -> None:
     import uvloop
 
-    lock_fd, writer = None, None
-    if settings.writer == "process":  # fork before the event loop or any thread exists
-        lock_fd, writer = spawn_writer(settings)
+    lock_fd, writer = spawn_writer(settings)  # fork before the event loop or any thread exists
     uvloop.run(serve(settings, lock_fd, writer))
 
 

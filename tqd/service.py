@@ -1,8 +1,8 @@
 """The queue service: the async face of the core that HTTP handlers call.
 
-It owns the writer (a process of its own, or a thread; it also holds parked
-long-polls) and the timer loop (delayed jobs, lease expiry, retention), and it
-reads committed state directly. It knows nothing of HTTP; it reaches LMDB only
+It owns the writer (a process of its own, forked by ``spawn_writer``; it also
+holds parked long-polls) and the timer loop (delayed jobs, lease expiry,
+retention), and it reads committed state directly. It knows nothing of HTTP; it reaches LMDB only
 through Store and Writer.
 """
 
@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ import msgspec
 from .clock import Clock, SystemClock
 from .config import Settings
 from .engine.process import RemoteWriter, WriterHandle, spawn
-from .engine.writer import Commit, Writer, WriterApi
+from .engine.writer import Commit, Writer
 from .errors import InvalidRequest, NotReady, TqdError
-from .protocol import STATES, EnqueueResult, JobPage, JobRecord, LeasedJob, QueuePage, QueueStats
+from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, QueueStats
 from .queue import records as r
 from .queue.core import AckOutcome, Core, ms
 from .storage.log import Position
@@ -84,13 +83,10 @@ def lock_data_dir(path: Path, wait_s: float = 10.0) -> int:
     return fd
 
 
-def make_writer(settings: Settings, store: Store, core: Core,
-                on_commit: Callable[[Commit], None] = lambda c: None,
-                clock: Clock | None = None) -> Writer:
+def make_writer(settings: Settings, store: Store, core: Core) -> Writer:
     return Writer(store, core, max_batch_ops=settings.max_batch_ops,
                   log_keep_entries=settings.log_keep_entries,
-                  log_keep_bytes=min(settings.log_keep_bytes, settings.map_size_bytes // 16),
-                  on_commit=on_commit, clock=clock)
+                  log_keep_bytes=min(settings.log_keep_bytes, settings.map_size_bytes // 16))
 
 
 def spawn_writer(settings: Settings) -> tuple[int, WriterHandle]:
@@ -112,28 +108,17 @@ class _Held(msgspec.Struct):
 _held_dec = msgspec.json.Decoder(_Held)
 
 
-def _held_of(job: LeasedJob | msgspec.Raw) -> _Held | LeasedJob:
-    return _held_dec.decode(job) if isinstance(job, msgspec.Raw) else job
-
-
 class QueueService:
     def __init__(self, settings: Settings, clock: Clock | None = None, *,
-                 lock_fd: int | None = None, writer: WriterHandle | None = None) -> None:
-        """``writer``: a writer process forked by ``spawn_writer`` (which took the data-dir
-        lock, passed as ``lock_fd``); without one the writer is a thread of this process."""
+                 lock_fd: int, writer: WriterHandle) -> None:
+        """``lock_fd, writer``: what ``spawn_writer`` returned (call it before any event loop
+        exists): the data-dir lock, closed by stop(), and the forked writer process."""
         self.s = settings
         self.clock = clock or SystemClock()
-        self._lock_fd = lock_data_dir(settings.data_dir) if lock_fd is None else lock_fd
-        self.store = Store(settings.data_dir, settings.map_size_bytes, readonly=writer is not None)
+        self._lock_fd = lock_fd
+        self.store = Store(settings.data_dir, settings.map_size_bytes, readonly=True)
         self.core = Core(settings)
-        self._thread: Writer | None = None
-        self._remote: RemoteWriter | None = None
-        self.writer: WriterApi
-        if writer is None:
-            self.writer = self._thread = make_writer(settings, self.store, self.core,
-                                                     self._on_commit, self.clock)
-        else:
-            self.writer = self._remote = RemoteWriter(writer, self._on_commit)
+        self.writer = RemoteWriter(writer, self._on_commit)
         self.draining = False
         self.loops = Supervisor()  # the timer and write-deadline loops; their states
         # writes waiting for the writer: future -> when sent (monotonic), oldest first
@@ -147,12 +132,7 @@ class QueueService:
     # ---- life cycle ----------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._remote is not None:
-            await self._remote.start(loop)
-        else:
-            assert self._thread is not None
-            self._thread.start(loop)
+        await self.writer.start(asyncio.get_running_loop())
         with self.store.read() as t:
             self._next_due_ms = t.first_due_ms()
         self._timer_wake = asyncio.Event()
@@ -162,7 +142,7 @@ class QueueService:
     @property
     def writer_lost(self) -> bool:
         """The writer process died on its own (the server then stops, exit status 1)."""
-        return self._remote is not None and self._remote.lost
+        return self.writer.lost
 
     def begin_drain(self) -> None:
         """Stop leasing: answer every long-poll now, lease nothing new."""
@@ -173,7 +153,7 @@ class QueueService:
         """Why this node cannot take writes now (None: it can)."""
         if self.draining:
             return "draining"
-        if self._remote is not None and self._remote.closed:  # also when it died on its own
+        if self.writer.closed:  # also when it died on its own
             return "the writer process is gone"
         age = self.oldest_write_age()
         if age > self.stall_s:
@@ -296,10 +276,10 @@ class QueueService:
         return res
 
     async def lease(self, queues: list[str], max_jobs: int, wait: float, worker: str | None,
-                    timeout: float | None) -> list[LeasedJob] | list[msgspec.Raw]:
-        """The leased jobs: records (writer thread) or their JSON as it came from the writer
-        process; either is written out as they are. If the client goes away before they
-        reach it, the jobs it was handed are released (back in the queue, no attempt used)."""
+                    timeout: float | None) -> list[msgspec.Raw]:
+        """The leased jobs, each as the JSON it came in from the writer process (written out
+        as it is). If the client goes away before they reach it, the jobs it was handed are
+        released (back in the queue, no attempt used)."""
         if self.draining:
             return []
         if wait <= 0:
@@ -309,13 +289,12 @@ class QueueService:
         parked = self.writer.park(queues, max_jobs, worker, timeout)
         try:
             return await asyncio.wait_for(asyncio.shield(parked.fut), wait)
-        except TimeoutError:
-            if self.writer.unpark(parked):
-                return []
-            return await self._leased(parked.fut)  # type: ignore[no-any-return]  # being served
+        except TimeoutError:  # the writer answers the unpark: [] or the jobs it just leased
+            self.writer.unpark(parked)
+            return await self._leased(parked.fut)  # type: ignore[no-any-return]
         except asyncio.CancelledError:  # the client went away
-            if not self.writer.unpark(parked):  # being served (or, for a process, maybe)
-                self._release_when_done(parked.fut)
+            self.writer.unpark(parked)
+            self._release_when_done(parked.fut)  # in case it was being served
             raise
 
     async def _leased(self, fut: asyncio.Future[Any]) -> Any:
@@ -331,7 +310,7 @@ class QueueService:
         def done(f: asyncio.Future[Any]) -> None:
             if f.cancelled() or f.exception() is not None or not f.result():
                 return
-            held = [(j.id, j.lease) for j in map(_held_of, f.result())]
+            held = [(j.id, j.lease) for j in map(_held_dec.decode, f.result())]
             task = asyncio.get_running_loop().create_task(self._release_all(held))
             self._background.add(task)
             task.add_done_callback(self._background.discard)

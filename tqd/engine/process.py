@@ -1,22 +1,23 @@
-"""The LMDB writer in its own process (the default; ``--writer thread`` keeps it in-process).
+"""The LMDB writer in its own process.
 
 Why a process: py-lmdb releases the GIL around every put and delete, and
 CPython hands the GIL to a waiting thread on each release. With the writer
-as a thread, every put of a batch gave the event loop a slice before the
-writer could go on: while HTTP was busy, a batch of 3 ops (17 puts) took
-0.42 ms of wall time, 0.15 ms of it on the CPU, for ~0.03 ms of work. In a process of its own the writer runs in
+as a thread of the server (as it once was), every put of a batch gave the
+event loop a slice before the writer could go on: while HTTP was busy, a
+batch of 3 ops (17 puts) took 0.42 ms of wall time, 0.15 ms of it on the
+CPU, for ~0.03 ms of work. In a process of its own the writer runs in
 parallel with the event loop, on its own core.
 
 ``spawn`` forks the child before the event loop starts; the child opens LMDB
 (creating it on first use), says READY, then applies what the parent sends:
 frames of messages (ops, long-poll parks and unparks, stop). All messages
 waiting form one round: its small writes go in transactions of up to
-``max_batch_ops`` (the same ``Writer.apply_batch`` the thread uses: one
-transaction, one fsync), then each big bulk enqueue in one of its own, and
-each transaction is answered as soon as it is committed. A reply frame
-carries the transaction's results, JSON-encoded (a lease's jobs as raw JSON,
-passed through), and the earliest due time it wrote. Parked long-polls wait
-in the child, as they do in the thread.
+``max_batch_ops`` (``Writer.apply_batch``: one transaction, one fsync),
+then each big bulk enqueue in one of its own, and each transaction is
+answered as soon as it is committed. A reply frame carries the
+transaction's results, JSON-encoded (a lease's jobs as raw JSON, passed
+through), and the earliest due time it wrote. Parked long-polls wait in the
+child (``Writer``'s waiting lists; a parked lease is known by its request id).
 
 A message or an answer that does not decode fails that request with a 500
 and one log line; the link, and every other request on it, go on.
@@ -257,7 +258,7 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
         if isinstance(m, OpMsg):
             (big if _is_big(m.op) else small).append((m.op, m.rid))
         elif isinstance(m, ParkMsg):
-            small.append((Parked(m.queues, m.max, m.worker, m.timeout, m.rid), m.rid))  # type: ignore[arg-type]
+            small.append((Parked(m.queues, m.max, m.worker, m.timeout, m.rid), m.rid))
         elif isinstance(m, UnparkMsg):
             unparks.append(m.rid)
         elif isinstance(m, UnparkAllMsg):
@@ -283,8 +284,8 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
             out.append((rid, OK, b"[]"))
     if unpark_all or stop:
         for p in w.stop_parking():
-            parked.pop(p.fut, None)  # type: ignore[call-overload]
-            out.append((p.fut, OK, b"[]"))  # type: ignore[arg-type]
+            parked.pop(p.rid, None)
+            out.append((p.rid, OK, b"[]"))
     if out:
         pos = w.position
         sock.sendall(_frame(_msgs_enc.encode((None, pos.term, pos.seq, out))))
@@ -316,8 +317,8 @@ def _apply(w: Writer, chunk: Writer.Batch, parked: dict[int, Parked],
         else:
             out.append(_result(rid, res))
     for rid, res in served:
-        parked.pop(rid, None)  # type: ignore[call-overload]
-        out.append(_result(rid, res))  # type: ignore[arg-type]
+        parked.pop(rid, None)
+        out.append(_result(rid, res))
     return commit.min_due_ms, commit.position
 
 
@@ -351,7 +352,8 @@ class RemoteParked:
 
 
 class RemoteWriter(asyncio.Protocol):
-    """The parent's face of the writer process: the same calls as Writer, over the socket."""
+    """The parent's face of the writer process: ops, long-poll parks and unparks, over the
+    socket; each answer comes on its future."""
 
     def __init__(self, handle: WriterHandle, on_commit: Callable[[Commit], None]) -> None:
         self.handle = handle
@@ -404,11 +406,10 @@ class RemoteWriter(asyncio.Protocol):
             return True
         return False
 
-    def unpark(self, p: RemoteParked) -> bool:
+    def unpark(self, p: RemoteParked) -> None:
         """Ask the child to give up; its answer ([] or the jobs it just leased) comes on p.fut."""
         if not p.fut.done():
             self._send(UnparkMsg(p.rid))
-        return False
 
     def unpark_all(self) -> None:
         self._send(UnparkAllMsg())

@@ -1,26 +1,23 @@
 """The single LMDB writer with group commit, and the parked long-polls.
 
 ``Writer.apply_batch`` is the engine; it runs in the writer process
-(writer_proc.py, the default) or, with ``--writer thread``, in a thread of
-the server (``Writer.start``). As a thread: requests put ops on a queue; the thread takes every op waiting (up to
-``max_batch_ops``), applies them in order inside one write transaction,
-appends the transaction's effects to the replication log as one entry at the
-next position ``(term, seq)`` (tqd.storage.log), commits (fsync) once, and
-only then resolves the requests' futures on the event loop. Each answer can
-carry that commit's position (``submit(op, position=True)``), which is what a
-sync-replica gate waits for; ``on_commit`` hears every commit's position.
+(process.py), which hands it every op waiting (up to ``max_batch_ops``). It
+applies them in order inside one write transaction, appends the
+transaction's effects to the replication log as one entry at the next
+position ``(term, seq)`` (tqd.storage.log), commits (fsync) once, and only
+then returns the results, with that commit's position (what a sync-replica
+gate waits for). The event loop never touches an LMDB write transaction.
 
 An op's time never goes back: it is clamped to the latest op time already
 committed (kept in the replicated Meta), so a leader whose clock is behind its
-predecessor's does not move jobs back in time. While it fsyncs, the next batch gathers. The event loop never touches
-an LMDB write transaction.
+predecessor's does not move jobs back in time.
 
 Long-poll leases that find nothing are *parked* here, in the writer, per
 queue. When ops of a batch make jobs ready in a queue, parked leases of that
 queue are served in the same transaction, first come first served: the job
 goes out with the enqueue's own fsync (no second commit, no wake-up round
 trip, no thundering herd), and no wake-up can be lost because parking and
-enqueueing are ordered by the same thread.
+enqueueing are ordered by the one thread of the writer process.
 
 An op that raises a TqdError has changed nothing (the core validates
 before writing) and just gets its error. Anything else is a bug: the whole
@@ -30,15 +27,12 @@ its neighbours down. A full map or disk fails the batch with 507.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
 import random
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import lmdb
 import msgspec
@@ -52,7 +46,6 @@ from ..storage.log import NOWHERE, LocalMeta, Position
 from ..storage.store import StorageFailed, Store, Tx
 
 log = logging.getLogger("tqd.writer")
-_STOP = object()
 PARKED = object()  # result placeholder: this lease waits in the writer
 # the store refused a batch (map full, disk full or failing): 507, not a bug
 _STORAGE_ERRORS = (lmdb.MapFullError, lmdb.DiskError, StorageFailed)
@@ -86,46 +79,27 @@ class WriterStats:
 
 
 class Parked:
-    """A long-poll lease waiting in the writer. Claim/cancel under Writer._plock."""
+    """A long-poll lease waiting in the writer; ``rid`` is its request's id (the answer's
+    address in process.py)."""
 
-    __slots__ = ("queues", "max", "worker", "timeout", "fut", "claimed", "cancelled",
-                 "cancel_requested")
+    __slots__ = ("queues", "max", "worker", "timeout", "rid", "claimed", "cancelled")
 
     def __init__(self, queues: list[str], max_jobs: int, worker: str | None,
-                 timeout: float | None, fut: asyncio.Future[Any]) -> None:
+                 timeout: float | None, rid: int) -> None:
         self.queues, self.max, self.worker, self.timeout = queues, max_jobs, worker, timeout
-        self.fut = fut
-        self.claimed = False  # the writer is serving it: a result will come
-        self.cancelled = False  # the requester gave up: never serve it
-        self.cancel_requested = False  # gave up while claimed: answer [] rather than park
-
-
-class Waiting(Protocol):
-    fut: asyncio.Future[Any]
-
-
-class WriterApi(Protocol):
-    """What the service calls: Writer (a thread) or writer_proc.RemoteWriter (a process)."""
-
-    def submit(self, op: r.Op, *, position: bool = False) -> asyncio.Future[Any]:
-        """The op's result; with ``position``, (result, Position of its commit)."""
-
-    def park(self, queues: list[str], max_jobs: int, worker: str | None,
-             timeout: float | None) -> Waiting: ...
-
-    def unpark(self, p: Any) -> bool: ...
-
-    def unpark_all(self) -> None: ...
-
-    async def stop(self) -> None: ...
+        self.rid = rid
+        self.claimed = False  # served: its jobs went out in a batch's served list
+        self.cancelled = False  # the requester gave up (or it was answered): never serve it
 
 
 class Writer:
     def __init__(self, store: Store, core: Core, *, max_batch_ops: int, log_keep_entries: int,
-                 on_commit: Callable[[Commit], None], clock: Clock | None = None,
+                 on_commit: Callable[[Commit], None] | None = None, clock: Clock | None = None,
                  log_keep_bytes: int = 64 << 20, log_max_bytes: int = 0) -> None:
         """``log_keep_*``: the log kept when no follower needs more; ``log_max_bytes``: the
-        most it may grow to for a follower that lags (0: 4 × log_keep_bytes)."""
+        most it may grow to for a follower that lags (0: 4 × log_keep_bytes). ``on_commit``
+        is not used: apply_batch returns each Commit (tests and bench/log_bytes.py still
+        pass it; drop it with them)."""
         self.store = store
         self.core = core
         self.clock = clock or SystemClock()
@@ -134,7 +108,6 @@ class Writer:
         self.log_keep_bytes = log_keep_bytes
         self.log_max_bytes = log_max_bytes or 4 * log_keep_bytes
         self.log_pins: dict[str, int] = {}  # follower -> the first seq it still needs
-        self.on_commit = on_commit
         self.stats = WriterStats()
         self.meta: Meta = store.load_meta()
         self.local: LocalMeta = store.load_local()
@@ -144,10 +117,6 @@ class Writer:
             self.qstats.update(rt.all_qstats())
         if self.term == 0:  # a new store: its first leadership (a cluster passes its own)
             self.begin_term(1)
-        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._plock = threading.Lock()
         self._parked: dict[str, deque[Parked]] = {}
         # entries added to _parked since the last sweep, and how many the sweep kept: a lease
         # that timed out or was served stays in the deques of its other queues until a sweep
@@ -155,82 +124,41 @@ class Writer:
         self._parked_kept = 0
         self._full_since: float | None = None  # storage full since (monotonic), None = not
         self._parking = True  # False once draining: answer empty instead of waiting
-        self._with_position: set[asyncio.Future[Any]] = set()  # answered with their position
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._thread = threading.Thread(target=self._run, name="tqd-writer", daemon=True)
-        self._thread.start()
-
-    async def stop(self) -> None:
-        """Apply everything already submitted, then end the thread."""
-        if self._thread is None:
-            return
-        self._q.put(_STOP)
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
-        self._thread = None
-
-    def submit(self, op: r.Op, *, position: bool = False) -> asyncio.Future[Any]:
-        assert self._loop is not None, "writer not started"
-        fut = self._loop.create_future()
-        if position:
-            self._with_position.add(fut)
-        self._q.put((op, fut))
-        return fut
-
-    # ---- parked long-polls (called on the event loop) ----------------------------
-
-    def park(self, queues: list[str], max_jobs: int, worker: str | None,
-             timeout: float | None) -> Parked:
-        """Lease now if jobs are ready, else wait in the writer until some are."""
-        assert self._loop is not None, "writer not started"
-        p = Parked(queues, max_jobs, worker, timeout, self._loop.create_future())
-        self._q.put((p, p.fut))
-        return p
+    # ---- parked long-polls ---------------------------------------------------------
 
     def unpark(self, p: Parked) -> bool:
-        """Give up waiting. False if the writer is already serving it (await p.fut)."""
-        with self._plock:
-            if p.claimed:
-                p.cancel_requested = True
-                return False
-            p.cancelled = True
-            return True
-
-    def unpark_all(self) -> None:
-        """Answer every parked lease with no jobs (shutdown)."""
-        for p in self.stop_parking():
-            if not p.fut.done():
-                p.fut.set_result([])
+        """Give up waiting. False if it was already served (its jobs went out)."""
+        if p.claimed:
+            return False
+        p.cancelled = True
+        return True
 
     def stop_parking(self) -> list[Parked]:
         """Park no more; give up every parked lease and return them (each to answer [])."""
-        with self._plock:
-            self._parking = False
-            waiting = list({id(p): p for dq in self._parked.values() for p in dq}.values())
-            self._parked.clear()
+        self._parking = False
+        waiting = list({id(p): p for dq in self._parked.values() for p in dq}.values())
+        self._parked.clear()
         return [p for p in waiting if not p.cancelled and self.unpark(p)]
 
     def parked_entries(self) -> tuple[int, int]:
         """(queue names with a waiting list, entries in those lists), for tests and metrics."""
-        with self._plock:
-            return len(self._parked), sum(len(dq) for dq in self._parked.values())
+        return len(self._parked), sum(len(dq) for dq in self._parked.values())
 
     def _sweep_parked(self) -> None:
         """Drop given-up and served leases from every waiting list, and the empty lists.
         Run when as many entries were added since the last sweep as it kept (at least 1024):
         the lists stay within about twice what is really waiting, and a sweep's cost is
         paid for by the parks that came before it."""
-        with self._plock:
-            kept = 0
-            for q in list(self._parked):
-                dq = deque(x for x in self._parked[q] if not (x.cancelled or x.claimed))
-                if dq:
-                    self._parked[q] = dq
-                    kept += len(dq)
-                else:
-                    del self._parked[q]
-            self._parked_added, self._parked_kept = 0, kept
+        kept = 0
+        for q in list(self._parked):
+            dq = deque(x for x in self._parked[q] if not (x.cancelled or x.claimed))
+            if dq:
+                self._parked[q] = dq
+                kept += len(dq)
+            else:
+                del self._parked[q]
+        self._parked_added, self._parked_kept = 0, kept
 
     # ---- log -------------------------------------------------------------------
 
@@ -240,7 +168,7 @@ class Writer:
 
     def begin_term(self, term: int) -> Position:
         """Lead in ``term`` from now on: write its term-start marker (one commit). Raises
-        log.WrongTerm unless term is above the log's. Call from the writer's own thread."""
+        log.WrongTerm unless term is above the log's. Call between batches."""
         tx = self.store.write(self.meta, self.local, self.qstats)
         try:
             tx.begin_term(term)
@@ -260,59 +188,17 @@ class Writer:
         self.log_pins.pop(follower, None)
 
     def apply_now(self, op: r.Op) -> Any:
-        """Apply one op synchronously (no thread): for tests and tools, not the server."""
+        """Apply one op in a transaction of its own: for tests and tools, not the server."""
         results, _, _ = self.apply_batch([(op, None)])
         res = results[0]
         if isinstance(res, BaseException):
             raise res
         return res
 
-    # ---- thread ----------------------------------------------------------------
+    # ---- batches ---------------------------------------------------------------
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._q.get()
-            if item is _STOP:
-                break
-            batch = [item]
-            while len(batch) < self.max_batch_ops:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            try:
-                results, served, commit = self.apply_batch(batch)
-            except BaseException as e:  # noqa: BLE001 - a writer must never die silently
-                log.exception("writer batch failed")
-                results, served, commit = [Internal(str(e))] * len(batch), [], Commit(self.position)
-            futs = [fut for _, fut in batch] + [fut for fut, _ in served]
-            results += [res for _, res in served]
-            assert self._loop is not None
-            try:
-                self._loop.call_soon_threadsafe(self._deliver, futs, results, commit)
-            except RuntimeError:  # loop closed during shutdown
-                return
-
-    def _deliver(self, futs: list[asyncio.Future[Any]], results: list[Any], commit: Commit) -> None:
-        for fut, res in zip(futs, results, strict=True):
-            if res is PARKED or fut.done():
-                continue
-            if isinstance(res, BaseException):
-                fut.set_exception(res)
-            elif fut in self._with_position:
-                fut.set_result((res, commit.position))
-            else:
-                fut.set_result(res)
-            self._with_position.discard(fut)
-        self.on_commit(commit)
-
-    Batch = list[tuple[Any, Any]]
-    Served = list[tuple[asyncio.Future[Any], Any]]
+    Batch = list[tuple[Any, Any]]  # (op or Parked, the caller's tag for its answer)
+    Served = list[tuple[int, Any]]  # (rid of a parked lease, its jobs)
 
     def apply_batch(self, batch: Batch) -> tuple[list[Any], Served, Commit]:
         """Apply a batch in one transaction: (results, parked leases served, commit info).
@@ -381,19 +267,15 @@ class Writer:
 
     def _first_lease(self, tx: Tx, p: Parked) -> Any:
         """A parked lease arriving: serve it now, or park it."""
-        with self._plock:
-            if p.cancelled:
-                return []
-            p.claimed = True
+        if p.cancelled:  # its batch failed and it is being retried alone: it got that error
+            return []
         jobs = self._lease(tx, p)
-        with self._plock:
-            p.claimed = False
-            if jobs or p.cancel_requested or not self._parking:
-                p.cancelled = True
-                return jobs
-            for q in p.queues:
-                self._parked.setdefault(q, deque()).append(p)
-            self._parked_added += len(p.queues)
+        if jobs or not self._parking:
+            p.cancelled = True
+            return jobs
+        for q in p.queues:
+            self._parked.setdefault(q, deque()).append(p)
+        self._parked_added += len(p.queues)
         if self._parked_added >= max(1024, self._parked_kept):
             self._sweep_parked()
         return PARKED
@@ -406,12 +288,11 @@ class Writer:
                 if qs is None or qs.paused or qs.queued == 0:
                     break
                 p = dq.popleft()
-                with self._plock:
-                    if p.cancelled or p.claimed:
-                        continue
-                    p.claimed = True
+                if p.cancelled or p.claimed:
+                    continue
+                p.claimed = True
                 claimed.append((q, p))
-                served.append((p.fut, self._lease(tx, p)))
+                served.append((p.rid, self._lease(tx, p)))
 
     def _apply(self, batch: Batch) -> tuple[list[Any], Served, Commit]:
         t0 = time.perf_counter()
@@ -453,13 +334,12 @@ class Writer:
                 commit = Commit(self.local.position)
         except BaseException:
             tx.abort()
-            with self._plock:
-                for q, p in reversed(claimed):  # their leases were not committed: back to the front
-                    p.claimed = False
-                    self._parked.setdefault(q, deque()).appendleft(p)
-                for item, _ in batch:
-                    if isinstance(item, Parked):  # it gets this batch's error: never serve it later
-                        item.cancelled = True
+            for q, p in reversed(claimed):  # their leases were not committed: back to the front
+                p.claimed = False
+                self._parked.setdefault(q, deque()).appendleft(p)
+            for item, _ in batch:
+                if isinstance(item, Parked):  # it gets this batch's error: never serve it later
+                    item.cancelled = True
             raise
         self.stats.batches += 1
         self.stats.ops += len(batch)
