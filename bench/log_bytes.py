@@ -185,7 +185,7 @@ def run_once(a: argparse.Namespace) -> tuple[list[dict[str, Any]], L.LocalMeta]:
         store = S.Store(path, 1 << 32)
         try:
             w = Writer(store, Core(Settings(data_dir=path)), max_batch_ops=max(100, a.ops_per_commit),
-                       log_keep_entries=1 << 40, log_keep_bytes=1 << 50, on_commit=lambda c: None)
+                       log_keep_entries=1 << 40, log_keep_bytes=1 << 50)
             rows = lifecycle(w, a)
             local = w.local
         finally:

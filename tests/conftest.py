@@ -100,6 +100,6 @@ def writer(tmp_path: Path) -> Iterator[Writer]:
     """The core's writer on a store in tmp_path, applied in-process (apply_now/apply_batch)."""
     store = Store(tmp_path, 1 << 26)
     w = Writer(store, Core(Settings(data_dir=tmp_path)), max_batch_ops=100,
-               log_keep_entries=10_000, on_commit=lambda c: None)
+               log_keep_entries=10_000)
     yield w
     store.close()

@@ -50,7 +50,7 @@ def _frames(sock: socket.socket) -> list[list[int]]:
 def test_small_writes_are_answered_before_a_big_bulk_commits(tmp_path: Path) -> None:
     store = Store(tmp_path, 1 << 28)
     w = Writer(store, Core(Settings(data_dir=tmp_path)), max_batch_ops=100,
-               log_keep_entries=10_000, on_commit=lambda c: None)
+               log_keep_entries=10_000)
     a, b = socket.socketpair()
     try:
         def job(payload: bytes) -> r.NewJob:

@@ -75,7 +75,7 @@ HEARTBEAT_ARGS = st.tuples(st.sampled_from([None, 0.5, 2.0, 30.0]),  # extend, p
 def open_store(path: Path) -> tuple[Store, Writer]:
     store = Store(path, MAP_SIZE)
     writer = Writer(store, Core(SETTINGS), max_batch_ops=SETTINGS.max_batch_ops,
-                    log_keep_entries=SETTINGS.log_keep_entries, on_commit=lambda c: None)
+                    log_keep_entries=SETTINGS.log_keep_entries)
     return store, writer
 
 

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from tqd.config import Settings
-from tqd.engine.writer import Commit, Writer
+from tqd.engine.writer import Writer
 from tqd.queue import records as r
 from tqd.queue.core import Core
 from tqd.service import QueueService, spawn_writer
@@ -27,13 +27,12 @@ def new(payload: bytes = b"1") -> r.NewJob:
     return r.NewJob(None, None, payload, 5, None, 3, 30.0, None)
 
 
-def open_writer(path: Path, **kw: object) -> tuple[Store, Writer, list[Commit]]:
+def open_writer(path: Path, **kw: object) -> tuple[Store, Writer]:
     store = Store(path, MAP)
-    commits: list[Commit] = []
     w = Writer(store, Core(Settings(data_dir=path)), max_batch_ops=10,
                log_keep_entries=kw.pop("log_keep_entries", 1_000_000),  # type: ignore[arg-type]
-               on_commit=commits.append, **kw)  # type: ignore[arg-type]
-    return store, w, commits
+               **kw)  # type: ignore[arg-type]
+    return store, w
 
 
 def entries(store: Store) -> list[Entry]:
@@ -47,7 +46,7 @@ def raws(store: Store) -> list[bytes]:
 
 
 def test_each_commit_is_one_entry_at_the_next_position(tmp_path: Path) -> None:
-    store, w, _ = open_writer(tmp_path)
+    store, w = open_writer(tmp_path)
     assert w.position == (1, 1)  # a new store: the term-start marker of term 1
     w.apply_now(r.Enqueue(1000.0, "q", [new(), new()]))
     w.apply_now(r.Lease(1001.0, ["empty"], 1, None, None, 1))  # changes nothing: no entry
@@ -65,13 +64,13 @@ def test_each_commit_is_one_entry_at_the_next_position(tmp_path: Path) -> None:
     with pytest.raises(WrongTerm):
         w.begin_term(2)
     store.close()
-    store, w, _ = open_writer(tmp_path)
+    store, w = open_writer(tmp_path)
     assert w.position == (3, 5) and w.term == 3  # reopened: same term, no new marker
     store.close()
 
 
 def test_a_follower_refuses_a_gap_a_stale_term_or_a_term_without_its_marker(tmp_path: Path) -> None:
-    leader, w, _ = open_writer(tmp_path / "leader")
+    leader, w = open_writer(tmp_path / "leader")
     for i in range(3):
         w.apply_now(r.Enqueue(1000.0 + i, "q", [new()]))
     good = raws(leader)  # seq 1 (marker), 2, 3, 4
@@ -104,20 +103,20 @@ def test_a_follower_refuses_a_gap_a_stale_term_or_a_term_without_its_marker(tmp_
 def test_op_time_never_goes_back(tmp_path: Path) -> None:
     """A leader whose clock is behind the last committed op time (a failover to a node with
     a slower clock) stamps the last committed time instead: no job moves back in time."""
-    store, w, _ = open_writer(tmp_path)
+    store, w = open_writer(tmp_path)
     (a,) = w.apply_now(r.Enqueue(2000.0, "q", [new()]))
     (b,) = w.apply_now(r.Enqueue(1500.0, "q", [new()]))  # a clock 500 s behind
     with store.read() as t:
         assert w.core.get(t, b.id).created_at == 2000.0
         assert w.core.get(t, a.id).created_at == 2000.0
     store.close()
-    store, w, _ = open_writer(tmp_path)  # kept across a restart (and shipped: Meta replicates)
+    store, w = open_writer(tmp_path)  # kept across a restart (and shipped: Meta replicates)
     assert w.meta.now == 2000.0
     store.close()
 
 
 def test_log_pins_hold_the_log_for_a_follower_within_a_cap(tmp_path: Path) -> None:
-    store, w, _ = open_writer(tmp_path, log_keep_entries=10, log_keep_bytes=100_000,
+    store, w = open_writer(tmp_path, log_keep_entries=10, log_keep_bytes=100_000,
                               log_max_bytes=1_000_000)
     w.pin_log("f1", 5)
     for i in range(1500):
@@ -142,7 +141,7 @@ def test_log_pins_hold_the_log_for_a_follower_within_a_cap(tmp_path: Path) -> No
 
 
 def test_snapshot_is_one_commit_and_knows_its_position(tmp_path: Path) -> None:
-    store, w, _ = open_writer(tmp_path / "a")
+    store, w = open_writer(tmp_path / "a")
     for i in range(5):
         w.apply_now(r.Enqueue(1000.0 + i, "q", [new()]))
     pos = store.snapshot(tmp_path / "snap" / "lmdb")
@@ -177,7 +176,7 @@ def test_a_format1_store_is_upgraded_and_a_newer_one_refused(tmp_path: Path) -> 
                                                        hexlike_ids=True)), db=meta_db)
         t.put((9).to_bytes(8, "big"), b"an old op", db=log_db)
     env.close()
-    store, w, _ = open_writer(tmp_path)
+    store, w = open_writer(tmp_path)
     assert w.meta == r.Meta(seq=41, id_ms=123, id_n=4, hexlike_ids=True, now=0.0)
     assert w.position == (1, 10)  # seq continues; term 1 begins with its marker
     assert [e.seq for e in entries(store)] == [10]  # the op entry is gone

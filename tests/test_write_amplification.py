@@ -72,7 +72,7 @@ def test_no_op_writes_nothing(writer: Writer) -> None:
 def test_log_is_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
     store = Store(tmp_path, 1 << 26)
     w = Writer(store, Core(Settings(data_dir=tmp_path)), max_batch_ops=10, log_keep_entries=100,
-               log_keep_bytes=50_000, on_commit=lambda c: None)
+               log_keep_bytes=50_000)
     big = b'"' + b"x" * 2000 + b'"'
     for i in range(300):
         w.apply_now(r.Enqueue(1000.0 + i, "q", [r.NewJob(None, None, big, 5, None, 3, 30.0, None)]))

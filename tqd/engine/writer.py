@@ -31,7 +31,6 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import lmdb
@@ -94,12 +93,10 @@ class Parked:
 
 class Writer:
     def __init__(self, store: Store, core: Core, *, max_batch_ops: int, log_keep_entries: int,
-                 on_commit: Callable[[Commit], None] | None = None, clock: Clock | None = None,
-                 log_keep_bytes: int = 64 << 20, log_max_bytes: int = 0) -> None:
+                 clock: Clock | None = None, log_keep_bytes: int = 64 << 20,
+                 log_max_bytes: int = 0) -> None:
         """``log_keep_*``: the log kept when no follower needs more; ``log_max_bytes``: the
-        most it may grow to for a follower that lags (0: 4 × log_keep_bytes). ``on_commit``
-        is not used: apply_batch returns each Commit (tests and bench/log_bytes.py still
-        pass it; drop it with them)."""
+        most it may grow to for a follower that lags (0: 4 × log_keep_bytes)."""
         self.store = store
         self.core = core
         self.clock = clock or SystemClock()

@@ -60,6 +60,7 @@ from .log import (
     Entry,
     FormatTooNew,
     LocalMeta,
+    LogRejected,
     Position,
     check_next,
     entry_decoder,
@@ -76,6 +77,7 @@ _state_dec = msgspec.msgpack.Decoder(JobState)
 _qstat_dec = msgspec.msgpack.Decoder(QStat)
 _meta_dec = msgspec.msgpack.Decoder(Meta)
 _DBS = REPLICATED + LOCAL
+_MAX_KEY = 511  # LMDB's default key size limit
 
 
 class StorageFailed(Exception):
@@ -87,8 +89,8 @@ def _qp(queue: str) -> bytes:
 
 
 class Store:
-    """The LMDB environment. Writes only through ``write()``, from the one writer (a process
-    of its own, or a thread of the server)."""
+    """The LMDB environment. Writes only through ``write()``, from the one writer (the writer
+    process), or ``apply_entries`` on a follower; the server process opens it read-only."""
 
     def __init__(self, path: Path, map_size: int, readonly: bool = False) -> None:
         """``readonly``: this process only reads; another one (the writer process) writes."""
@@ -171,9 +173,15 @@ class Store:
         with self.env.begin(write=True) as t:
             local = _read_local(t, self.dbs["local"])
             for raw in raws:
-                e = entry_decoder.decode(raw)
+                try:
+                    e = entry_decoder.decode(raw)
+                except msgspec.DecodeError as exc:
+                    raise LogRejected(f"an entry after {local.log_seq} does not decode: {exc}") from exc
                 check_next(local, e)
                 for code, key, value in e.fx:
+                    if not 0 <= code < len(dbs) or not 0 < len(key) <= _MAX_KEY:
+                        raise LogRejected(f"entry {e.seq} names no sub-database ({code}) or a "
+                                          f"key of {len(key)} bytes")
                     if value is None:
                         t.delete(key, db=dbs[code])
                     else:
