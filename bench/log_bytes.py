@@ -47,7 +47,7 @@ from common import Report, print_table  # noqa: E402
 
 from tqd.config import Settings  # noqa: E402
 from tqd.engine.writer import Writer  # noqa: E402
-from tqd.queue import records as r  # noqa: E402
+from tqd.queue import ops as qops  # noqa: E402
 from tqd.queue.core import Core  # noqa: E402
 from tqd.storage import log as L  # noqa: E402
 from tqd.storage import store as S  # noqa: E402
@@ -110,13 +110,13 @@ class Phase:
         self.wchar0 = wchar()
         self.cpu0 = cpu_s()
 
-    def apply(self, ops: list[r.Op]) -> list[Any]:
+    def apply(self, ops: list[qops.Op]) -> list[Any]:
         results, served, _ = self.w.apply_batch([(op, None) for op in ops])
         assert not served
         for op, res in zip(ops, results, strict=True):
             if isinstance(res, BaseException):
                 raise res
-            self.old_bytes += len(r.op_encoder.encode(op))  # each changed something: logged
+            self.old_bytes += len(qops.op_encoder.encode(op))  # each changed something: logged
         self.ops += len(ops)
         return results
 
@@ -138,11 +138,11 @@ def lifecycle(w: Writer, a: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
 
     ph = Phase("enqueue", w)
-    ops: list[r.Op] = []
+    ops: list[qops.Op] = []
     for i in range(0, n, b):
-        jobs = [r.NewJob(None, "send_email", json_text(j, a.payload_bytes, "user"), 0, None,
+        jobs = [qops.NewJob(None, "send_email", json_text(j, a.payload_bytes, "user"), 0, None,
                          s.max_attempts, s.lease_timeout_s, None) for j in range(i, min(n, i + b))]
-        ops.append(r.Enqueue(next(clock), QUEUE, jobs))
+        ops.append(qops.Enqueue(next(clock), QUEUE, jobs))
         ph.jobs += len(jobs)
         if len(ops) == k or i + b >= n:
             ph.apply(ops)
@@ -153,7 +153,7 @@ def lifecycle(w: Writer, a: argparse.Namespace) -> list[dict[str, Any]]:
     leased: list[Any] = []
     salt = 0x5EED
     while len(leased) < n:
-        ops = [r.Lease(next(clock), [QUEUE], b, "worker-1", None, salt + i, s.max_lease_bytes)
+        ops = [qops.Lease(next(clock), [QUEUE], b, "worker-1", None, salt + i, s.max_lease_bytes)
                for i in range(min(k, -(-(n - len(leased)) // b)))]
         got = [j for res in ph.apply(ops) for j in res]
         if not got:
@@ -165,9 +165,9 @@ def lifecycle(w: Writer, a: argparse.Namespace) -> list[dict[str, Any]]:
     ph = Phase("ack", w)
     ops = []
     for i in range(0, n, b):
-        items = [r.AckItem(j.id, j.lease, json_text(x, a.result_bytes, "sent"))
+        items = [qops.AckItem(j.id, j.lease, json_text(x, a.result_bytes, "sent"))
                  for x, j in enumerate(leased[i:i + b], i)]
-        ops.append(r.Ack(next(clock), items, False))
+        ops.append(qops.Ack(next(clock), items, False))
         ph.jobs += len(items)
         if len(ops) == k or i + b >= n:
             for res in ph.apply(ops):

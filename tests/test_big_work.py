@@ -16,7 +16,7 @@ from _http import running
 from tqd.config import Settings
 from tqd.engine import process as wp
 from tqd.engine.writer import Writer
-from tqd.queue import records as r
+from tqd.queue import ops
 from tqd.queue.core import Core
 from tqd.storage.store import Store
 
@@ -53,11 +53,11 @@ def test_small_writes_are_answered_before_a_big_bulk_commits(tmp_path: Path) -> 
                log_keep_entries=10_000)
     a, b = socket.socketpair()
     try:
-        def job(payload: bytes) -> r.NewJob:
-            return r.NewJob(None, None, payload, 5, None, 3, 30.0, None)
+        def job(payload: bytes) -> ops.NewJob:
+            return ops.NewJob(None, None, payload, 5, None, 3, 30.0, None)
 
-        bulk = r.Enqueue(1000.0, "q", [job(b'"x"') for _ in range(wp.BIG_OP_JOBS + 1)])
-        small = r.Enqueue(1000.0, "q", [job(b"1")])
+        bulk = ops.Enqueue(1000.0, "q", [job(b'"x"') for _ in range(wp.BIG_OP_JOBS + 1)])
+        small = ops.Enqueue(1000.0, "q", [job(b"1")])
         wp._serve(w, [wp.OpMsg(1, bulk), wp.OpMsg(2, small), wp.OpMsg(3, small)], {}, a)
         assert _frames(b) == [[2, 3], [1]]
     finally:

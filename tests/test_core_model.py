@@ -33,6 +33,7 @@ from tqd.config import Settings
 from tqd.engine.writer import Writer
 from tqd.errors import TqdError
 from tqd.protocol import STATES
+from tqd.queue import ops
 from tqd.queue import records as r
 from tqd.queue.core import Core
 from tqd.storage.log import REPLICATED, Position
@@ -113,7 +114,7 @@ class CoreMachine(RuleBasedStateMachine):
     def now(self) -> float:
         return self.model.now
 
-    def apply(self, op: r.Op) -> tuple[Any, str | None]:
+    def apply(self, op: ops.Op) -> tuple[Any, str | None]:
         """(result, None) or (None, error code)."""
         try:
             return self.writer.apply_now(op), None
@@ -161,8 +162,8 @@ class CoreMachine(RuleBasedStateMachine):
             lines = data.draw(st.lists(new_jobs, min_size=1, max_size=6 if bulk else 1), label="jobs")
         for nj in lines:  # run_at was drawn as an offset from now
             nj.run_at = None if nj.run_at is None else self.now + nj.run_at
-        op = r.Enqueue(self.now, queue, [
-            r.NewJob(nj.id, nj.type, nj.payload, nj.priority, nj.run_at, nj.max_attempts, nj.timeout,
+        op = ops.Enqueue(self.now, queue, [
+            ops.NewJob(nj.id, nj.type, nj.payload, nj.priority, nj.run_at, nj.max_attempts, nj.timeout,
                      nj.key) for nj in lines])
         res, err = self.apply(op)
         assert err is None, err
@@ -189,7 +190,7 @@ class CoreMachine(RuleBasedStateMachine):
                  salt: int) -> list[Any]:
         expect = self.model.lease_expect(queues, max_n)
         max_bytes = (0, 1, 900, 2000)[salt % 4]  # 0: no bound
-        res, err = self.apply(r.Lease(self.now, queues, max_n, worker, timeout, salt, max_bytes))
+        res, err = self.apply(ops.Lease(self.now, queues, max_n, worker, timeout, salt, max_bytes))
         assert err is None, err
         # a byte bound may cut the answer short: a prefix, never empty when jobs are ready
         got = [j.id for j in res]
@@ -206,8 +207,8 @@ class CoreMachine(RuleBasedStateMachine):
         return res  # type: ignore[no-any-return]
 
     def do_ack(self, picks: list[tuple[str, str]], bulk: bool, result: bytes | None) -> None:
-        items = [r.AckItem(jid, tok, result) for jid, tok in picks]
-        res, err = self.apply(r.Ack(self.now, items, not bulk))
+        items = [ops.AckItem(jid, tok, result) for jid, tok in picks]
+        res, err = self.apply(ops.Ack(self.now, items, not bulk))
         expect = [self.model.ack(jid, tok, result) for jid, tok in picks]
         for e in expect:
             event(f"ack: {e or 'ok'}")
@@ -219,7 +220,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     def do_fail(self, jid: str, tok: str, error: str, details: str | None, retry: bool,
                 retry_in: float | None, jitter: float) -> None:
-        res, err = self.apply(r.Fail(self.now, jid, tok, error, details, retry, retry_in, jitter))
+        res, err = self.apply(ops.Fail(self.now, jid, tok, error, details, retry, retry_in, jitter))
         expect = self.model.fail(jid, tok, error, details, retry, retry_in, jitter)
         event(f"fail: {expect if isinstance(expect, str) else expect[0]}")
         if isinstance(expect, str):
@@ -229,7 +230,7 @@ class CoreMachine(RuleBasedStateMachine):
             assert (STATES[res.state], res.run_at) == expect
 
     def do_release(self, jid: str, tok: str, delay: float) -> None:
-        res, err = self.apply(r.Release(self.now, jid, tok, delay))
+        res, err = self.apply(ops.Release(self.now, jid, tok, delay))
         expect = self.model.release(jid, tok, delay)
         event(f"release: {expect if isinstance(expect, str) else expect[0]}")
         if isinstance(expect, str):
@@ -239,7 +240,7 @@ class CoreMachine(RuleBasedStateMachine):
             assert (STATES[res.state], res.run_at) == expect
 
     def do_heartbeat(self, jid: str, tok: str, extend: float | None, progress: bytes | None) -> None:
-        res, err = self.apply(r.Heartbeat(self.now, jid, tok, extend, progress))
+        res, err = self.apply(ops.Heartbeat(self.now, jid, tok, extend, progress))
         expect = self.model.heartbeat(jid, tok, extend, progress)
         event(f"heartbeat: {expect if isinstance(expect, str) else 'ok'}")
         if isinstance(expect, str):
@@ -306,20 +307,20 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         jid = self.pick_job(data)
-        _, err = self.apply(r.Cancel(self.now, jid))
+        _, err = self.apply(ops.Cancel(self.now, jid))
         assert err == self.model.cancel(jid)
         event(f"cancel: {err or 'ok'}")
 
     @rule(data=st.data())
     def retry(self, data: st.DataObject) -> None:
         jid = self.pick_job(data)
-        _, err = self.apply(r.Retry(self.now, jid))
+        _, err = self.apply(ops.Retry(self.now, jid))
         assert err == self.model.retry(jid)
         event(f"retry: {err or 'ok'}")
 
     @rule(queue=st.sampled_from(QUEUES), limit=st.integers(1, 3))
     def redrive(self, queue: str, limit: int) -> None:
-        res, err = self.apply(r.Redrive(self.now, queue, limit))
+        res, err = self.apply(ops.Redrive(self.now, queue, limit))
         assert (res, err) == (self.model.redrive(queue, limit), None)
         event(f"redrive: {'moved' if res else 'none'}")
 
@@ -332,7 +333,7 @@ class CoreMachine(RuleBasedStateMachine):
         while cursor is not None:
             steps += 1
             assert steps <= 10_000, "purge never finishes"
-            res, err = self.apply(r.Purge(self.now, queue, STATES.index(state), limit, cursor, scan))
+            res, err = self.apply(ops.Purge(self.now, queue, STATES.index(state), limit, cursor, scan))
             assert err is None, err
             n, nxt = res
             assert 0 <= n <= limit
@@ -346,10 +347,10 @@ class CoreMachine(RuleBasedStateMachine):
         """As the service does it: with force, purge every state in steps, then delete."""
         purged, cursor = 0, 0 if force else None
         while cursor is not None:
-            res, err = self.apply(r.Purge(self.now, queue, r.ANY_STATE, limit, cursor, limit))
+            res, err = self.apply(ops.Purge(self.now, queue, r.ANY_STATE, limit, cursor, limit))
             assert err is None, err
             purged, cursor = purged + res[0], res[1]
-        _, err = self.apply(r.DeleteQueue(self.now, queue))
+        _, err = self.apply(ops.DeleteQueue(self.now, queue))
         want_purged, want_err = self.model.delete_queue(queue, force)
         assert purged == want_purged
         assert err == want_err or (want_err is None and err == "not_found"), (err, want_err)
@@ -357,7 +358,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(queue=st.sampled_from(QUEUES), paused=st.booleans())
     def set_paused(self, queue: str, paused: bool) -> None:
-        res, err = self.apply(r.SetPaused(self.now, queue, paused))
+        res, err = self.apply(ops.SetPaused(self.now, queue, paused))
         assert err is None, err
         self.model.set_paused(queue, paused)
 
@@ -373,7 +374,7 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(limit=st.integers(1, 4))
     def tick(self, limit: int) -> None:
         for _ in range(10_000):
-            taken, err = self.apply(r.Tick(self.now, limit))
+            taken, err = self.apply(ops.Tick(self.now, limit))
             assert err is None, err
             if taken < limit:
                 break

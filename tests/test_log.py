@@ -13,6 +13,7 @@ import pytest
 
 from tqd.config import Settings
 from tqd.engine.writer import Writer
+from tqd.queue import ops
 from tqd.queue import records as r
 from tqd.queue.core import Core
 from tqd.service import QueueService, spawn_writer
@@ -23,8 +24,8 @@ from tqd.storage.store import Store
 MAP = 1 << 26
 
 
-def new(payload: bytes = b"1") -> r.NewJob:
-    return r.NewJob(None, None, payload, 5, None, 3, 30.0, None)
+def new(payload: bytes = b"1") -> ops.NewJob:
+    return ops.NewJob(None, None, payload, 5, None, 3, 30.0, None)
 
 
 def open_writer(path: Path, **kw: object) -> tuple[Store, Writer]:
@@ -48,13 +49,13 @@ def raws(store: Store) -> list[bytes]:
 def test_each_commit_is_one_entry_at_the_next_position(tmp_path: Path) -> None:
     store, w = open_writer(tmp_path)
     assert w.position == (1, 1)  # a new store: the term-start marker of term 1
-    w.apply_now(r.Enqueue(1000.0, "q", [new(), new()]))
-    w.apply_now(r.Lease(1001.0, ["empty"], 1, None, None, 1))  # changes nothing: no entry
-    results, _, commit = w.apply_batch([(r.Enqueue(1002.0, "q", [new()]), None),
-                                        (r.Lease(1002.0, ["q"], 1, "w", None, 7), None)])
+    w.apply_now(ops.Enqueue(1000.0, "q", [new(), new()]))
+    w.apply_now(ops.Lease(1001.0, ["empty"], 1, None, None, 1))  # changes nothing: no entry
+    results, _, commit = w.apply_batch([(ops.Enqueue(1002.0, "q", [new()]), None),
+                                        (ops.Lease(1002.0, ["q"], 1, "w", None, 7), None)])
     assert commit.position == w.position == (1, 3)  # two ops, one commit, one entry
     assert w.begin_term(3) == (3, 4)
-    w.apply_now(r.Enqueue(1003.0, "q", [new()]))
+    w.apply_now(ops.Enqueue(1003.0, "q", [new()]))
     es = entries(store)
     assert [(e.term, e.seq, e.kind) for e in es] == [
         (1, 1, TERM_START), (1, 2, EFFECTS), (1, 3, EFFECTS), (3, 4, TERM_START), (3, 5, EFFECTS)]
@@ -72,7 +73,7 @@ def test_each_commit_is_one_entry_at_the_next_position(tmp_path: Path) -> None:
 def test_a_follower_refuses_a_gap_a_stale_term_or_a_term_without_its_marker(tmp_path: Path) -> None:
     leader, w = open_writer(tmp_path / "leader")
     for i in range(3):
-        w.apply_now(r.Enqueue(1000.0 + i, "q", [new()]))
+        w.apply_now(ops.Enqueue(1000.0 + i, "q", [new()]))
     good = raws(leader)  # seq 1 (marker), 2, 3, 4
     follower = Store(tmp_path / "follower", MAP)
     assert follower.apply_entries(good[:2], 1000, 1 << 20) == (1, 2)
@@ -104,8 +105,8 @@ def test_op_time_never_goes_back(tmp_path: Path) -> None:
     """A leader whose clock is behind the last committed op time (a failover to a node with
     a slower clock) stamps the last committed time instead: no job moves back in time."""
     store, w = open_writer(tmp_path)
-    (a,) = w.apply_now(r.Enqueue(2000.0, "q", [new()]))
-    (b,) = w.apply_now(r.Enqueue(1500.0, "q", [new()]))  # a clock 500 s behind
+    (a,) = w.apply_now(ops.Enqueue(2000.0, "q", [new()]))
+    (b,) = w.apply_now(ops.Enqueue(1500.0, "q", [new()]))  # a clock 500 s behind
     with store.read() as t:
         assert w.core.get(t, b.id).created_at == 2000.0
         assert w.core.get(t, a.id).created_at == 2000.0
@@ -120,22 +121,22 @@ def test_log_pins_hold_the_log_for_a_follower_within_a_cap(tmp_path: Path) -> No
                               log_max_bytes=1_000_000)
     w.pin_log("f1", 5)
     for i in range(1500):
-        w.apply_now(r.Enqueue(1000.0 + i, "q", [new()]))
+        w.apply_now(ops.Enqueue(1000.0 + i, "q", [new()]))
     assert w.local.log_first == 5  # past the entry bound, but f1 still needs entry 5
     w.pin_log("f1", 1200)
     w.pin_log("f2", 900)
     for i in range(1100):
-        w.apply_now(r.Enqueue(3000.0 + i, "q", [new()]))
+        w.apply_now(ops.Enqueue(3000.0 + i, "q", [new()]))
     assert w.local.log_first == 900  # the lowest pin
     w.unpin_log("f2")
     w.unpin_log("f1")
     for i in range(1100):
-        w.apply_now(r.Enqueue(5000.0 + i, "q", [new()]))
+        w.apply_now(ops.Enqueue(5000.0 + i, "q", [new()]))
     assert w.local.log_seq - w.local.log_first + 1 <= 10 + 1024  # back to the bounds
     w.pin_log("slow", w.local.log_seq)  # a follower that never comes back ...
     big = b"\"" + b"x" * 20_000 + b"\""
     for i in range(100):
-        w.apply_now(r.Enqueue(7000.0 + i, "q", [new(big)]))
+        w.apply_now(ops.Enqueue(7000.0 + i, "q", [new(big)]))
     assert w.local.log_bytes <= 1_000_000 + 21_000  # ... cannot hold more than log_max_bytes
     store.close()
 
@@ -143,9 +144,9 @@ def test_log_pins_hold_the_log_for_a_follower_within_a_cap(tmp_path: Path) -> No
 def test_snapshot_is_one_commit_and_knows_its_position(tmp_path: Path) -> None:
     store, w = open_writer(tmp_path / "a")
     for i in range(5):
-        w.apply_now(r.Enqueue(1000.0 + i, "q", [new()]))
+        w.apply_now(ops.Enqueue(1000.0 + i, "q", [new()]))
     pos = store.snapshot(tmp_path / "snap" / "lmdb")
-    w.apply_now(r.Enqueue(1010.0, "q", [new()]))  # after the snapshot: not in it
+    w.apply_now(ops.Enqueue(1010.0, "q", [new()]))  # after the snapshot: not in it
     with pytest.raises(FileExistsError):
         store.snapshot(tmp_path / "snap" / "lmdb")
     restored = Store(tmp_path / "snap", MAP)
@@ -203,10 +204,10 @@ def test_the_service_learns_each_write_s_position_from_the_writer_process(tmp_pa
             woke = asyncio.ensure_future(svc.wait_log(start.seq, 30.0))
             await asyncio.sleep(0.05)
             assert not woke.done()  # nothing new in the log: the reader waits
-            res, pos = await svc.write(r.Enqueue(svc.clock.now(), "q", [new()]))
+            res, pos = await svc.write(ops.Enqueue(svc.clock.now(), "q", [new()]))
             assert res[0].created and pos == Position(start.term, start.seq + 1)
             assert await woke == pos and svc.position == pos
-            _, pos2 = await svc.write(r.Lease(svc.clock.now(), ["none"], 1, None, None, 1))
+            _, pos2 = await svc.write(ops.Lease(svc.clock.now(), ["none"], 1, None, None, 1))
             assert pos2 == pos  # nothing changed: the position it was answered at
             got = svc.log_entries(start.seq, 10, 0)
             assert [seq for seq, _ in got] == [pos.seq]
@@ -214,3 +215,4 @@ def test_the_service_learns_each_write_s_position_from_the_writer_process(tmp_pa
             await svc.stop()
 
     asyncio.run(main())
+

@@ -19,7 +19,7 @@ from test_writer_process import children
 
 from tqd.engine.writer import PARKED, Parked, Writer
 from tqd.errors import StorageFull
-from tqd.queue import records as r
+from tqd.queue import ops
 
 _rids = itertools.count(1)
 
@@ -44,8 +44,8 @@ def test_given_up_leases_leave_no_waiting_lists(writer: Writer) -> None:
     for _ in range(3000):
         assert writer.unpark(_park(writer, [uuid.uuid4().hex]))
     assert writer.parked_entries()[1] <= 2048
-    _, served, _ = writer.apply_batch([(r.Enqueue(1000.0, "live", [
-        r.NewJob(None, None, b"1", 5, None, 3, 30.0, None)]), None)])
+    _, served, _ = writer.apply_batch([(ops.Enqueue(1000.0, "live", [
+        ops.NewJob(None, None, b"1", 5, None, 3, 30.0, None)]), None)])
     assert [rid for rid, _ in served] == [live.rid]
     assert not writer.unpark(live)  # served: its jobs went out, nothing to give up
 
@@ -117,13 +117,13 @@ class _FailingCommit:
 def test_a_long_poll_in_a_failed_batch_is_never_served_later(writer: Writer,
                                                              exc: BaseException) -> None:
     p = Parked(["p"], 1, None, None, 1)
-    enq = r.Enqueue(1000.0, "x", [r.NewJob(None, None, b"1", 5, None, 3, 30.0, None)])
+    enq = ops.Enqueue(1000.0, "x", [ops.NewJob(None, None, b"1", 5, None, 3, 30.0, None)])
     with _FailingCommit(writer, exc):
         try:
             results, _, _ = writer.apply_batch([(p, p.rid), (enq, None)])
             assert all(isinstance(x, StorageFull) for x in results), results  # the disk
         except RuntimeError:
             pass  # a bug: the caller answers every request of the batch with a 500
-    _, served, _ = writer.apply_batch([(r.Enqueue(1001.0, "p", [
-        r.NewJob(None, None, b"2", 5, None, 3, 30.0, None)]), None)])
+    _, served, _ = writer.apply_batch([(ops.Enqueue(1001.0, "p", [
+        ops.NewJob(None, None, b"2", 5, None, 3, 30.0, None)]), None)])
     assert served == []  # the job stays queued for a live worker

@@ -103,9 +103,9 @@ def test_every_stored_field_round_trips(api: Api, payload: Any, progress: Any, r
 
 def test_an_undecodable_message_fails_alone() -> None:
     from tqd.engine import process as wp
-    from tqd.queue import records as r
+    from tqd.queue import ops
 
-    good = wp.OpMsg(7, r.Cancel(1.0, "a"))
+    good = wp.OpMsg(7, ops.Cancel(1.0, "a"))
     enc = wp._msgs_enc
     bad = enc.encode([0, 8, ["cancel", "not-a-time", "b"]])  # tag OpMsg, rid 8, broken op
     frame = b"\x92" + enc.encode(good) + bad  # a msgpack array of the two
@@ -120,23 +120,37 @@ async def test_an_unreadable_answer_fails_only_its_request() -> None:
 
     from tqd.engine import process as wp
     from tqd.errors import Internal
-    from tqd.queue import records as r
+    from tqd.queue import ops
 
     commits: list[Any] = []
     rw = wp.RemoteWriter(wp.WriterHandle(0, None), commits.append)  # type: ignore[arg-type]
     rw._loop = asyncio.get_running_loop()
     rw._send = lambda m: None  # type: ignore[method-assign]
-    f_bad = rw.submit(r.Redrive(1.0, "q", 1))  # expects an int back
-    f_good = rw.submit(r.Redrive(1.0, "q", 1))
+    f_bad = rw.submit(ops.Redrive(1.0, "q", 1))  # expects an int back
+    f_good = rw.submit(ops.Redrive(1.0, "q", 1))
     reply = wp._msgs_enc.encode((None, 1, 7, [(1, wp.OK, b'{"not": "an int"}'), (2, wp.OK, b"3")]))
     rw.data_received(wp._frame(reply))
     assert f_good.result() == 3
     with pytest.raises(Internal):
         f_bad.result()
     rw.data_received(wp._frame(b"\xc1"))  # an unreadable frame: logged, the link goes on
-    f_next = rw.submit(r.Redrive(1.0, "q", 1))
-    f_pos = rw.submit(r.Redrive(1.0, "q", 1), position=True)
+    f_next = rw.submit(ops.Redrive(1.0, "q", 1))
+    f_pos = rw.submit(ops.Redrive(1.0, "q", 1), position=True)
     rw.data_received(wp._frame(wp._msgs_enc.encode((None, 1, 8, [(3, wp.OK, b"1"), (4, wp.OK, b"2")]))))
     assert f_next.result() == 1
     assert f_pos.result() == (2, (1, 8))  # with the position of the commit that answered it
     assert [c.position for c in commits] == [(1, 7), (1, 8)]
+
+
+def test_each_op_declares_the_answer_its_rule_returns() -> None:
+    """ops.X.Result is the return type of the core's rule for X: the writer process decodes
+    answers by it, so the two may not drift apart."""
+    import typing
+
+    from tqd.queue import ops
+    from tqd.queue.core import _HANDLERS
+
+    for op_type in ops.Op.__args__:
+        hints = typing.get_type_hints(_HANDLERS[op_type])
+        declared = type(None) if op_type.Result is None else op_type.Result
+        assert hints["return"] == declared, f"{op_type.__name__}: rule returns {hints['return']}"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tqd.config import Settings
-from tqd.queue import records as r
+from tqd.queue import ops
 from tqd.service import QueueService, spawn_writer
 from tqd.supervisor import LoopState, Supervisor
 
@@ -60,16 +60,16 @@ async def _timer_loop_survives_a_bug(svc: QueueService) -> None:
     await svc.start()
     try:
         real = svc._submit
-        failed: list[r.Op] = []
+        failed: list[ops.Op] = []
 
-        async def submit(op: r.Op) -> Any:
-            if isinstance(op, r.Tick) and not failed:
+        async def submit(op: ops.Op) -> Any:
+            if isinstance(op, ops.Tick) and not failed:
                 failed.append(op)
                 raise RuntimeError("a bug in one pass")
             return await real(op)
 
         svc._submit = submit  # type: ignore[method-assign]
-        (res,) = await svc.enqueue("q", [r.NewJob(None, None, b"1", 5, svc.clock.now() + 0.2, 3,
+        (res,) = await svc.enqueue("q", [ops.NewJob(None, None, b"1", 5, svc.clock.now() + 0.2, 3,
                                                     30.0, None)])
         assert res.state == "scheduled"
         await _until(lambda: svc.get_job(res.id).state == "queued")

@@ -20,7 +20,7 @@ from tqd import protocol as p
 from tqd.config import Settings
 from tqd.errors import InvalidJob, InvalidQueue, InvalidRequest, PayloadTooLarge, TqdError
 from tqd.queue import validate as v
-from tqd.queue.records import AckItem, NewJob
+from tqd.queue.ops import AckItem, NewJob
 
 S = replace(Settings(), max_payload_bytes=100)
 NOW = 1_700_000_000.0

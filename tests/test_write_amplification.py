@@ -10,62 +10,62 @@ from pathlib import Path
 
 from tqd.config import Settings
 from tqd.engine.writer import Writer
-from tqd.queue import records as r
+from tqd.queue import ops
 from tqd.queue.core import Core
 from tqd.storage.store import Store
 
 LOG = 1  # the commit's replication log entry (one op per commit here)
 
 
-def writes(w: Writer, op: r.Op) -> tuple[object, int]:
+def writes(w: Writer, op: ops.Op) -> tuple[object, int]:
     before = w.stats.puts + w.stats.dels
     res = w.apply_now(op)
     return res, w.stats.puts + w.stats.dels - before
 
 
-def new(key: str | None = None) -> r.NewJob:
-    return r.NewJob(None, "t", b'{"a":1}', 5, None, 10, 30.0, key)
+def new(key: str | None = None) -> ops.NewJob:
+    return ops.NewJob(None, "t", b'{"a":1}', 5, None, 10, 30.0, key)
 
 
 def test_writes_per_transition(writer: Writer) -> None:
     now = 1000.0
-    res, n = writes(writer, r.Enqueue(now, "q", [new()]))
+    res, n = writes(writer, ops.Enqueue(now, "q", [new()]))
     assert n == 4 + LOG  # spec, state, ready, listing index
-    _, n = writes(writer, r.Enqueue(now, "q", [new("k")]))
+    _, n = writes(writer, ops.Enqueue(now, "q", [new("k")]))
     assert n == 5 + LOG  # + idempotency key
-    leased, n = writes(writer, r.Lease(now, ["q"], 1, "w", None, 7))
+    leased, n = writes(writer, ops.Lease(now, ["q"], 1, "w", None, 7))
     assert n == 3 + LOG  # ready delete, state, lease due entry (of the op)
     job = leased[0]  # type: ignore[index]
-    _, n = writes(writer, r.Heartbeat(now, job.id, job.lease, 60.0, None))
+    _, n = writes(writer, ops.Heartbeat(now, job.id, job.lease, 60.0, None))
     assert n == 1 + LOG  # state only: the due entry moves lazily
-    _, n = writes(writer, r.Ack(now, [r.AckItem(job.id, job.lease, None)], True))
+    _, n = writes(writer, ops.Ack(now, [ops.AckItem(job.id, job.lease, None)], True))
     assert n == 2 + LOG  # state, retention due entry (of the op); the lease's entry stays
-    leased, _ = writes(writer, r.Lease(now, ["q"], 1, "w", None, 7))
+    leased, _ = writes(writer, ops.Lease(now, ["q"], 1, "w", None, 7))
     job = leased[0]  # type: ignore[index]
-    _, n = writes(writer, r.Fail(now, job.id, job.lease, "boom", None, True, 5.0, 1.0))
+    _, n = writes(writer, ops.Fail(now, job.id, job.lease, "boom", None, True, 5.0, 1.0))
     assert n == 3 + LOG  # state, errors, retry due entry (the batch lease entry stays)
 
 
 def test_batches_share_one_due_entry(writer: Writer) -> None:
     """A lease or ack of N jobs writes one due entry for all of them, not N (nor N deletes)."""
     now = 1000.0
-    writer.apply_now(r.Enqueue(now, "q", [new() for _ in range(100)]))
-    leased, n = writes(writer, r.Lease(now, ["q"], 100, "w", None, 7))
+    writer.apply_now(ops.Enqueue(now, "q", [new() for _ in range(100)]))
+    leased, n = writes(writer, ops.Lease(now, ["q"], 100, "w", None, 7))
     assert len(leased) == 100  # type: ignore[arg-type]
     assert n == 2 * 100 + 1 + LOG  # per job: ready delete, state; one lease due entry
-    items = [r.AckItem(j.id, j.lease, None) for j in leased]  # type: ignore[attr-defined]
-    _, n = writes(writer, r.Ack(now + 1, items, False))
+    items = [ops.AckItem(j.id, j.lease, None) for j in leased]  # type: ignore[attr-defined]
+    _, n = writes(writer, ops.Ack(now + 1, items, False))
     assert n == 100 + 1 + LOG  # per job: state; one retention due entry
     # when the lease entry fires, its jobs have left: nothing happens to them
-    taken, n = writes(writer, r.Tick(now + 31, 1000))
+    taken, n = writes(writer, ops.Tick(now + 31, 1000))
     assert taken == 100 and n == 1 + LOG  # the entry itself is removed
 
 
 def test_no_op_writes_nothing(writer: Writer) -> None:
-    _, n = writes(writer, r.Lease(1000.0, ["empty"], 10, "w", None, 1))
+    _, n = writes(writer, ops.Lease(1000.0, ["empty"], 10, "w", None, 1))
     assert n == 0
     log_before = writer.local.log_seq
-    writes(writer, r.Lease(1000.0, ["empty"], 10, "w", None, 1))
+    writes(writer, ops.Lease(1000.0, ["empty"], 10, "w", None, 1))
     assert writer.local.log_seq == log_before  # nothing logged either
 
 
@@ -75,7 +75,7 @@ def test_log_is_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
                log_keep_bytes=50_000)
     big = b'"' + b"x" * 2000 + b'"'
     for i in range(300):
-        w.apply_now(r.Enqueue(1000.0 + i, "q", [r.NewJob(None, None, big, 5, None, 3, 30.0, None)]))
+        w.apply_now(ops.Enqueue(1000.0 + i, "q", [ops.NewJob(None, None, big, 5, None, 3, 30.0, None)]))
     m = w.local
     kept = m.log_seq - m.log_first + 1
     assert m.log_seq == 1 + 300  # the term-start marker, then one entry per commit
@@ -88,10 +88,10 @@ def test_log_is_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
 
 
 def test_generated_ids_skip_a_client_id_that_looks_like_one(writer: Writer) -> None:
-    first = writer.apply_now(r.Enqueue(1000.0, "q", [new()]))[0].id  # type: ignore[index]
+    first = writer.apply_now(ops.Enqueue(1000.0, "q", [new()]))[0].id  # type: ignore[index]
     # a client takes the id the server would generate next (same millisecond, counter + 1)
     clash = first[:12] + format(int(first[12:], 16) + 1, "06x")
-    job = r.NewJob(clash, None, b"1", 5, None, 3, 30.0, None)
-    assert writer.apply_now(r.Enqueue(1000.0, "q", [job]))[0].created  # type: ignore[index]
-    nxt = writer.apply_now(r.Enqueue(1000.0, "q", [new()]))[0]  # type: ignore[index]
+    job = ops.NewJob(clash, None, b"1", 5, None, 3, 30.0, None)
+    assert writer.apply_now(ops.Enqueue(1000.0, "q", [job]))[0].created  # type: ignore[index]
+    nxt = writer.apply_now(ops.Enqueue(1000.0, "q", [new()]))[0]  # type: ignore[index]
     assert nxt.created and nxt.id not in (first, clash) and nxt.id > clash

@@ -25,6 +25,7 @@ from .engine.process import RemoteWriter, WriterHandle, spawn
 from .engine.writer import Commit, Writer
 from .errors import InvalidRequest, NotReady, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, QueueStats
+from .queue import ops
 from .queue import records as r
 from .queue.core import AckOutcome, Core, ms
 from .storage.log import Position
@@ -223,7 +224,7 @@ class QueueService:
             due = self._next_due_ms
             if due is not None and due <= ms(now):
                 try:
-                    taken = await self._submit(r.Tick(now, TICK_LIMIT))
+                    taken = await self._submit(ops.Tick(now, TICK_LIMIT))
                     state.runs += 1
                     state.last_run = time.time()
                 except TqdError as e:
@@ -245,10 +246,10 @@ class QueueService:
 
     # ---- writes ----------------------------------------------------------------
 
-    async def _submit(self, op: r.Op) -> Any:
+    async def _submit(self, op: ops.Op) -> Any:
         return await self._await_writer(self.writer.submit(op))
 
-    async def write(self, op: r.Op) -> tuple[Any, Position]:
+    async def write(self, op: ops.Op) -> tuple[Any, Position]:
         """Apply an op; its result and the log position of the commit that holds it (a
         sync-replica gate waits until followers have that position)."""
         res, pos = await self._await_writer(self.writer.submit(op, position=True))
@@ -271,8 +272,8 @@ class QueueService:
         with self.store.read() as t:
             return t.log_entries(after_seq, limit, max_bytes)
 
-    async def enqueue(self, queue: str, jobs: list[r.NewJob]) -> list[EnqueueResult]:
-        res: list[EnqueueResult] = await self._submit(r.Enqueue(self.clock.now(), queue, jobs))
+    async def enqueue(self, queue: str, jobs: list[ops.NewJob]) -> list[EnqueueResult]:
+        res: list[EnqueueResult] = await self._submit(ops.Enqueue(self.clock.now(), queue, jobs))
         return res
 
     async def lease(self, queues: list[str], max_jobs: int, wait: float, worker: str | None,
@@ -283,7 +284,7 @@ class QueueService:
         if self.draining:
             return []
         if wait <= 0:
-            op = r.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32),
+            op = ops.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32),
                          self.s.max_lease_bytes)
             return await self._leased(self.writer.submit(op))  # type: ignore[no-any-return]
         parked = self.writer.park(queues, max_jobs, worker, timeout)
@@ -320,41 +321,41 @@ class QueueService:
         log.info("a client left before its lease answer: releasing %d jobs", len(held))
         for jid, lease in held:
             try:
-                await self._submit(r.Release(self.clock.now(), jid, lease, 0.0))
+                await self._submit(ops.Release(self.clock.now(), jid, lease, 0.0))
             except TqdError as e:  # gone or taken meanwhile: nothing to give back
                 log.info("release of %s after its client left: %s", jid, e.message)
 
     async def ack(self, jid: str, lease: str, result: bytes | None) -> None:
-        await self._submit(r.Ack(self.clock.now(), [r.AckItem(jid, lease, result)], True))
+        await self._submit(ops.Ack(self.clock.now(), [ops.AckItem(jid, lease, result)], True))
 
-    async def ack_many(self, items: list[r.AckItem]) -> list[AckOutcome]:
-        res: list[AckOutcome] = await self._submit(r.Ack(self.clock.now(), items, False))
+    async def ack_many(self, items: list[ops.AckItem]) -> list[AckOutcome]:
+        res: list[AckOutcome] = await self._submit(ops.Ack(self.clock.now(), items, False))
         return res
 
     async def fail(self, jid: str, lease: str, error: str, details: str | None, retry: bool,
                    retry_in: float | None) -> r.JobState:
-        op = r.Fail(self.clock.now(), jid, lease, error, details, retry, retry_in,
+        op = ops.Fail(self.clock.now(), jid, lease, error, details, retry, retry_in,
                     random.uniform(0.75, 1.25))
         st: r.JobState = await self._submit(op)
         return st
 
     async def release(self, jid: str, lease: str, delay: float) -> r.JobState:
-        st: r.JobState = await self._submit(r.Release(self.clock.now(), jid, lease, delay))
+        st: r.JobState = await self._submit(ops.Release(self.clock.now(), jid, lease, delay))
         return st
 
     async def heartbeat(self, jid: str, lease: str, extend: float | None,
                         progress: bytes | None) -> float:
-        exp: float = await self._submit(r.Heartbeat(self.clock.now(), jid, lease, extend, progress))
+        exp: float = await self._submit(ops.Heartbeat(self.clock.now(), jid, lease, extend, progress))
         return exp
 
     async def cancel(self, jid: str) -> None:
-        await self._submit(r.Cancel(self.clock.now(), jid))
+        await self._submit(ops.Cancel(self.clock.now(), jid))
 
     async def retry(self, jid: str) -> None:
-        await self._submit(r.Retry(self.clock.now(), jid))
+        await self._submit(ops.Retry(self.clock.now(), jid))
 
     async def redrive(self, queue: str, limit: int) -> int:
-        n: int = await self._submit(r.Redrive(self.clock.now(), queue, limit))
+        n: int = await self._submit(ops.Redrive(self.clock.now(), queue, limit))
         return n
 
     async def purge(self, queue: str, state: str) -> int:
@@ -367,7 +368,7 @@ class QueueService:
         whatever their state (an active job's holder then gets not_found). Returns how many
         jobs went; 409 if jobs remain (without force, or added meanwhile)."""
         purged = await self._purge(queue, r.ANY_STATE) if force else 0
-        await self._submit(r.DeleteQueue(self.clock.now(), queue))
+        await self._submit(ops.DeleteQueue(self.clock.now(), queue))
         return purged
 
     async def _purge(self, queue: str, code: int) -> int:
@@ -376,12 +377,12 @@ class QueueService:
         while cursor is not None:  # one op per step: other writes go between them
             n: int
             n, cursor = await self._submit(
-                r.Purge(self.clock.now(), queue, code, PURGE_CHUNK, cursor, PURGE_SCAN))
+                ops.Purge(self.clock.now(), queue, code, PURGE_CHUNK, cursor, PURGE_SCAN))
             total += n
         return total
 
     async def set_paused(self, queue: str, paused: bool) -> QueueStats:
-        await self._submit(r.SetPaused(self.clock.now(), queue, paused))
+        await self._submit(ops.SetPaused(self.clock.now(), queue, paused))
         return self.queue_stats(queue)
 
     # ---- reads ----------------------------------------------------------------

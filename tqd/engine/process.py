@@ -43,9 +43,8 @@ import msgspec
 
 from ..config import Settings
 from ..errors import BY_CODE, Internal, NotReady, TqdError
-from ..protocol import EnqueueResult
-from ..queue import records as r
-from ..queue.core import AckOutcome, Core
+from ..queue import ops
+from ..queue.core import Core
 from ..storage.log import Position
 from ..storage.store import Store
 from .writer import PARKED, Commit, Parked, Writer
@@ -60,7 +59,7 @@ READY = b"tqd-writer-ready"
 
 class OpMsg(msgspec.Struct, tag=0, array_like=True):
     rid: int
-    op: r.Op
+    op: ops.Op
 
 
 class ParkMsg(msgspec.Struct, tag=1, array_like=True):
@@ -104,24 +103,14 @@ _head_dec = msgspec.msgpack.Decoder(list[Any])
 _reply_dec = msgspec.msgpack.Decoder(Reply)
 _json = msgspec.json.Encoder()
 _ERR_DEC = msgspec.json.Decoder(dict[str, Any])
-# A lease's jobs cross as raw JSON: the server only writes them out again as NDJSON lines,
-# so decoding them here would cost time and tie this link to the record's field types.
+# Each answer is decoded as its op's declared Result (ops.py), except a lease's jobs: they
+# cross as raw JSON, because the server only writes them out again as NDJSON lines, so
+# decoding them here would cost time and tie this link to the record's field types.
 _DEC: dict[type, msgspec.json.Decoder[Any]] = {
-    r.Enqueue: msgspec.json.Decoder(list[EnqueueResult]),
-    r.Lease: msgspec.json.Decoder(list[msgspec.Raw]),
-    r.Ack: msgspec.json.Decoder(list[AckOutcome] | None),
-    r.Fail: msgspec.json.Decoder(r.JobState),
-    r.Heartbeat: msgspec.json.Decoder(float),
-    r.Cancel: msgspec.json.Decoder(None),
-    r.Retry: msgspec.json.Decoder(None),
-    r.Redrive: msgspec.json.Decoder(int),
-    r.Purge: msgspec.json.Decoder(tuple[int, int | None]),
-    r.SetPaused: msgspec.json.Decoder(None),
-    r.Tick: msgspec.json.Decoder(int),
-    r.DeleteQueue: msgspec.json.Decoder(None),
-    r.Release: msgspec.json.Decoder(r.JobState),
+    t: msgspec.json.Decoder(list[msgspec.Raw] if t is ops.Lease else t.Result)
+    for t in ops.Op.__args__
 }
-_LEASE_DEC = _DEC[r.Lease]
+_LEASE_DEC = _DEC[ops.Lease]
 
 
 def _frame(body: bytes) -> bytes:
@@ -296,8 +285,8 @@ BIG_OP_JOBS = 1000  # an enqueue of more jobs than this is big: it gets its own 
 BIG_OP_BYTES = 1 << 20  # ... or of more payload bytes than this
 
 
-def _is_big(op: r.Op) -> bool:
-    if type(op) is not r.Enqueue or len(op.jobs) == 1:
+def _is_big(op: ops.Op) -> bool:
+    if type(op) is not ops.Enqueue or len(op.jobs) == 1:
         return False
     return len(op.jobs) > BIG_OP_JOBS or sum(len(j.payload) for j in op.jobs) > BIG_OP_BYTES
 
@@ -375,7 +364,7 @@ class RemoteWriter(asyncio.Protocol):
 
     # ---- calls (event loop) ----------------------------------------------------
 
-    def submit(self, op: r.Op, *, position: bool = False) -> asyncio.Future[Any]:
+    def submit(self, op: ops.Op, *, position: bool = False) -> asyncio.Future[Any]:
         assert self._loop is not None, "writer not started"
         rid = next(self._rid)
         fut = self._loop.create_future()

@@ -38,7 +38,7 @@ import msgspec
 
 from ..clock import Clock, SystemClock
 from ..errors import Internal, StorageFull, TqdError
-from ..queue import records as r
+from ..queue import ops
 from ..queue.core import Core
 from ..queue.records import Meta, QStat
 from ..storage.log import NOWHERE, LocalMeta, Position
@@ -184,7 +184,7 @@ class Writer:
     def unpin_log(self, follower: str) -> None:
         self.log_pins.pop(follower, None)
 
-    def apply_now(self, op: r.Op) -> Any:
+    def apply_now(self, op: ops.Op) -> Any:
         """Apply one op in a transaction of its own: for tests and tools, not the server."""
         results, _, _ = self.apply_batch([(op, None)])
         res = results[0]
@@ -238,7 +238,7 @@ class Writer:
             msg = f"storage is full or failing ({e}); reads still work"
         return [StorageFull(msg)] * len(batch), [], Commit(self.position)
 
-    def _op(self, tx: Tx, op: r.Op) -> Any:
+    def _op(self, tx: Tx, op: ops.Op) -> Any:
         """Apply one op. TqdError: nothing changed."""
         if op.now < tx.meta.now:  # never back in time (a new leader's clock may be behind)
             op = msgspec.structs.replace(op, now=tx.meta.now)
@@ -258,7 +258,7 @@ class Writer:
         return res
 
     def _lease(self, tx: Tx, p: Parked) -> Any:
-        op = r.Lease(self.clock.now(), p.queues, p.max, p.worker, p.timeout, random.getrandbits(32),
+        op = ops.Lease(self.clock.now(), p.queues, p.max, p.worker, p.timeout, random.getrandbits(32),
                      self.core.s.max_lease_bytes)
         return self._op(tx, op)
 

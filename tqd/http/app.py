@@ -25,7 +25,7 @@ from ..errors import (
     TqdError,
 )
 from ..queue import validate
-from ..queue.records import AckItem, NewJob
+from ..queue.ops import AckItem, NewJob
 from ..service import QueueService
 from . import body as httpbody
 from .body import DROP, NDJSON, BodyRule

@@ -1,4 +1,5 @@
-"""The queue itself: stored records and ops (records.py), and the job lifecycle rules that
+"""The queue itself: stored records (records.py), the ops that change them and what each
+answers (ops.py), and the job lifecycle rules that
 turn an op into reads and writes of a transaction: core.py (``Core``: dispatch and reads)
 over lifecycle.py (enqueue, lease, ack, fail, heartbeat, release), admin.py (cancel, retry,
 redrive, purge, pause, delete queue) and timers.py (delays, lease expiry, retention);

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import InvalidState, NotFound
 from ..protocol import STATES
+from . import ops
 from . import records as r
 from .lifecycle import Rules
 from .ports import WriteTx
@@ -20,7 +21,7 @@ class Admin(Rules):
 
     # ---- jobs ---------------------------------------------------------------
 
-    def cancel(self, tx: WriteTx, op: r.Cancel) -> None:
+    def cancel(self, tx: WriteTx, op: ops.Cancel) -> None:
         spec, st = self._load(tx, op.id)
         if st.state in r.FINISHED:
             raise InvalidState(f"job is {STATES[st.state]}; only unfinished jobs can be cancelled")
@@ -36,7 +37,7 @@ class Admin(Rules):
         self._make_ready(tx, qs, spec.queue, spec.priority, jid, st, now)
         tx.put_state(jid, st)
 
-    def retry(self, tx: WriteTx, op: r.Retry) -> None:
+    def retry(self, tx: WriteTx, op: ops.Retry) -> None:
         spec, st = self._load(tx, op.id)
         if st.state not in (r.DEAD, r.CANCELLED):
             raise InvalidState(f"job is {STATES[st.state]}; only dead or cancelled jobs can be retried")
@@ -44,14 +45,14 @@ class Admin(Rules):
 
     # ---- queues ---------------------------------------------------------------
 
-    def redrive(self, tx: WriteTx, op: r.Redrive) -> int:
+    def redrive(self, tx: WriteTx, op: ops.Redrive) -> int:
         ids = [jid for _, jid in _take(tx.scan_index("dead", op.queue, 0), op.limit)]
         for jid in ids:
             spec, st = self._load(tx, jid)
             self._requeue(tx, jid, spec, st, op.now)
         return len(ids)
 
-    def purge(self, tx: WriteTx, op: r.Purge) -> tuple[int, int | None]:
+    def purge(self, tx: WriteTx, op: ops.Purge) -> tuple[int, int | None]:
         """One purge step: (deleted, the cursor to go on from, or None when the queue's index
         has been read to its end). Each step reads at most ``scan`` entries, so a purge that
         must pass many jobs in other states moves on instead of rescanning them."""
@@ -70,7 +71,7 @@ class Admin(Rules):
             self._delete(tx, jid)
         return len(victims), cursor
 
-    def set_paused(self, tx: WriteTx, op: r.SetPaused) -> None:
+    def set_paused(self, tx: WriteTx, op: ops.SetPaused) -> None:
         if not op.paused and tx.peek_qstat(op.queue) is None:
             return  # resuming a queue that does not exist: nothing to store
         tx.qstat(op.queue).paused = op.paused
@@ -78,7 +79,7 @@ class Admin(Rules):
         if not op.paused:
             tx.ready_queues[op.queue] = 1 << 30  # wake every waiter
 
-    def delete_queue(self, tx: WriteTx, op: r.DeleteQueue) -> None:
+    def delete_queue(self, tx: WriteTx, op: ops.DeleteQueue) -> None:
         qs = tx.peek_qstat(op.queue)
         if qs is None:
             raise NotFound(f"no queue {op.queue}")

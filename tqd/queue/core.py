@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..protocol import JobRecord
-from . import records as r
+from . import ops
 from .admin import Admin
-from .lifecycle import AckOutcome, Lifecycle, ms
+from .lifecycle import Lifecycle, ms
+from .ops import AckOutcome
 from .ports import ReadView, WriteTx
 from .timers import Timers
 
@@ -29,7 +30,7 @@ __all__ = ["AckOutcome", "Core", "ms"]
 class Core(Lifecycle, Admin, Timers):
     """The queue's rules, applied op by op by the one writer; and the reads of a job."""
 
-    def apply(self, tx: WriteTx, op: r.Op) -> Any:
+    def apply(self, tx: WriteTx, op: ops.Op) -> Any:
         handler = _HANDLERS.get(type(op))
         if handler is None:
             raise TypeError(f"unknown op {op!r}")
@@ -43,9 +44,9 @@ class Core(Lifecycle, Admin, Timers):
 
 
 _HANDLERS: dict[type, Any] = {
-    r.Enqueue: Core.enqueue, r.Lease: Core.lease, r.Ack: Core.ack, r.Fail: Core.fail,
-    r.Release: Core.release, r.Heartbeat: Core.heartbeat, r.Cancel: Core.cancel,
-    r.Retry: Core.retry, r.Redrive: Core.redrive, r.Purge: Core.purge,
-    r.SetPaused: Core.set_paused, r.Tick: Core.tick, r.DeleteQueue: Core.delete_queue,
+    ops.Enqueue: Core.enqueue, ops.Lease: Core.lease, ops.Ack: Core.ack, ops.Fail: Core.fail,
+    ops.Release: Core.release, ops.Heartbeat: Core.heartbeat, ops.Cancel: Core.cancel,
+    ops.Retry: Core.retry, ops.Redrive: Core.redrive, ops.Purge: Core.purge,
+    ops.SetPaused: Core.set_paused, ops.Tick: Core.tick, ops.DeleteQueue: Core.delete_queue,
 }
-assert set(_HANDLERS) == set(r.Op.__args__), "every op has its handler"
+assert set(_HANDLERS) == set(ops.Op.__args__), "every op has its handler"

@@ -19,7 +19,9 @@ import msgspec
 from ..config import Settings
 from ..errors import LeaseLost, NotFound
 from ..protocol import NULL, STATES, EnqueueResult, ErrorEntry, ErrorEntryWire, JobRecord, LeasedJob
+from . import ops
 from . import records as r
+from .ops import AckOutcome
 from .ports import ReadView, WriteTx
 
 _errors_enc = msgspec.msgpack.Encoder()
@@ -41,10 +43,6 @@ def _next_id(m: r.Meta, now_ms: int) -> str:
         m.id_n += 1
     return f"{m.id_ms:012x}{m.id_n:06x}"
 
-
-class AckOutcome(msgspec.Struct):
-    id: str
-    error: str | None  # None = ok
 
 
 class Rules:
@@ -218,7 +216,7 @@ class Lifecycle(Rules):
             return None
         return EnqueueResult(jid, STATES[st.state], False)
 
-    def enqueue(self, tx: WriteTx, op: r.Enqueue) -> list[EnqueueResult]:
+    def enqueue(self, tx: WriteTx, op: ops.Enqueue) -> list[EnqueueResult]:
         out: list[EnqueueResult] = []
         qs = tx.qstat(op.queue)
         now = op.now
@@ -274,7 +272,7 @@ class Lifecycle(Rules):
 
     # ---- lease ---------------------------------------------------------------
 
-    def lease(self, tx: WriteTx, op: r.Lease) -> list[LeasedJob]:
+    def lease(self, tx: WriteTx, op: ops.Lease) -> list[LeasedJob]:
         out: list[LeasedJob] = []
         due: dict[int, list[str]] = {}  # expiry ms -> ids: one due entry per group
         size, full = 0, False  # answer bytes so far; past op.max_bytes
@@ -329,7 +327,7 @@ class Lifecycle(Rules):
 
     # ---- finishing ---------------------------------------------------------------
 
-    def ack(self, tx: WriteTx, op: r.Ack) -> list[AckOutcome]:
+    def ack(self, tx: WriteTx, op: ops.Ack) -> list[AckOutcome]:
         out = []
         due: dict[int, list[str]] = {}  # retention ends (ms) -> ids: one due entry per group
         for item in op.items:
@@ -357,7 +355,7 @@ class Lifecycle(Rules):
         self._put_due(tx, due, r.DUE_PURGE)
         return out
 
-    def fail(self, tx: WriteTx, op: r.Fail) -> r.JobState:
+    def fail(self, tx: WriteTx, op: ops.Fail) -> r.JobState:
         """A repeat of the fail that ended the job's last lease answers with the job's state
         now (scheduled, queued once due, or dead) and writes nothing."""
         try:
@@ -378,7 +376,7 @@ class Lifecycle(Rules):
         tx.put_state(op.id, st)
         return st
 
-    def release(self, tx: WriteTx, op: r.Release) -> r.JobState:
+    def release(self, tx: WriteTx, op: ops.Release) -> r.JobState:
         """The holder hands the job back without running it (a worker stopping): it goes
         back to the queue (or waits `delay`), and that lease is not counted as an attempt."""
         spec, st = self._held(tx, op.id, op.lease, op.now)
@@ -392,7 +390,7 @@ class Lifecycle(Rules):
         tx.put_state(op.id, st)
         return st
 
-    def heartbeat(self, tx: WriteTx, op: r.Heartbeat) -> float:
+    def heartbeat(self, tx: WriteTx, op: ops.Heartbeat) -> float:
         spec, st = self._held(tx, op.id, op.lease, op.now)
         expires = op.now + (op.extend if op.extend is not None else spec.timeout)
         st.lease_expires_at = expires

@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 
 from ..protocol import ErrorEntry
+from . import ops
 from . import records as r
 from .lifecycle import Rules, ms
 from .ports import WriteTx
@@ -21,7 +22,7 @@ from .ports import WriteTx
 class Timers(Rules):
     """Due entries: delayed jobs, lease expiry, retention."""
 
-    def tick(self, tx: WriteTx, op: r.Tick) -> int:
+    def tick(self, tx: WriteTx, op: ops.Tick) -> int:
         """Act on due entries up to op.now; returns how many were taken."""
         entries = tx.due_take(ms(op.now), op.limit)
         for at_ms, kind, jid in entries:

@@ -33,7 +33,7 @@ from ..protocol import MAX_PAGE as MAX_PAGE
 from ..protocol import MAX_PRIORITY as MAX_PRIORITY
 from ..protocol import MAX_REDRIVE as MAX_REDRIVE
 from ..protocol import MAX_WAIT_S as MAX_WAIT_S
-from .records import AckItem, NewJob
+from .ops import AckItem, NewJob
 
 # ---- what the rules accept ----------------------------------------------------------------
 
