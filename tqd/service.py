@@ -9,12 +9,10 @@ through Store and Writer.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -28,6 +26,7 @@ from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, Queu
 from .queue import ops
 from .queue import records as r
 from .queue.core import AckOutcome, Core, ms
+from .storage.lock import lock_data_dir
 from .storage.log import Position
 from .storage.store import Store
 from .supervisor import LoopState, Supervisor
@@ -37,51 +36,6 @@ log = logging.getLogger("tqd.service")
 TICK_LIMIT = 1000
 PURGE_CHUNK = 2000  # jobs deleted per purge step (one write transaction)
 PURGE_SCAN = 20_000  # index entries read per purge step
-
-
-class DataDirLocked(Exception):
-    pass
-
-
-def _alive(pid: str) -> bool:
-    """Whether a process runs with this pid (a zombie, killed but not yet reaped, does not)."""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def lock_data_dir(path: Path, wait_s: float = 10.0) -> int:
-    """Hold an exclusive lock on the data dir for the life of the process."""
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            # the tqd that wrote its pid is gone but the lock is held: its writer process is
-            # finishing its last commit and lets go within moments
-            if not _alive(holder) and time.monotonic() < deadline:
-                time.sleep(0.02)
-                continue
-        os.close(fd)
-        raise DataDirLocked(
-            f"data dir {path} is in use by another tqd (pid {holder}); "
-            "stop it or choose another --data"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def make_writer(settings: Settings, store: Store, core: Core) -> Writer:
