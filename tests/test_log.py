@@ -216,3 +216,28 @@ def test_the_service_learns_each_write_s_position_from_the_writer_process(tmp_pa
 
     asyncio.run(main())
 
+
+
+def test_a_pin_set_through_the_service_holds_the_log_in_the_writer_process(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, log_keep_entries=1)
+    fd, handle = spawn_writer(settings)
+
+    async def writes(svc: QueueService, n: int) -> None:
+        for _ in range(n):  # one commit, one entry each
+            await svc.write(ops.Enqueue(svc.clock.now(), "q", [new()]))
+
+    async def main() -> None:
+        svc = QueueService(settings, lock_fd=fd, writer=handle)
+        await svc.start()
+        try:
+            pin = svc.position.seq + 1
+            svc.pin_log("f1", pin)
+            await writes(svc, 1100)  # past the bound and its 1024-entry slack
+            assert svc.store.load_local().log_first == pin
+            svc.pin_log("f1", 0)  # f1 needs nothing any more
+            await writes(svc, 1100)
+            assert svc.store.load_local().log_first > svc.position.seq - 1100
+        finally:
+            await svc.stop()
+
+    asyncio.run(main())

@@ -221,6 +221,12 @@ class QueueService:
                 pass
         return self.position
 
+    def pin_log(self, follower: str, seq: int) -> None:
+        """Keep the log from ``seq`` on while ``follower`` needs it (its next fetch; 0: it
+        needs nothing any more). Pins hold the log past --log-keep-* up to 4 times the bytes
+        bound; a follower that falls further behind must start again from a snapshot."""
+        self.writer.pin_log(follower, seq)
+
     def log_entries(self, after_seq: int, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
         """Log entries after ``after_seq`` as stored (what a follower applies)."""
         with self.store.read() as t:

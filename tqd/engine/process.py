@@ -82,6 +82,13 @@ class StopMsg(msgspec.Struct, tag=4, array_like=True):
     pass
 
 
+class PinMsg(msgspec.Struct, tag=5, array_like=True):
+    """Keep the log from ``seq`` on for ``follower`` (seq 0: let go of it)."""
+
+    follower: str
+    seq: int
+
+
 class BadMsg:
     """A message that failed to decode (never sent; made by the receiver)."""
 
@@ -89,7 +96,7 @@ class BadMsg:
         self.rid, self.message = rid, message
 
 
-Msg = OpMsg | ParkMsg | UnparkMsg | UnparkAllMsg | StopMsg
+Msg = OpMsg | ParkMsg | UnparkMsg | UnparkAllMsg | StopMsg | PinMsg
 OK, ERR = 0, 1
 # reply frame: (earliest due ms written or None, term, seq, [(rid, OK|ERR, JSON bytes)]); the
 # position (term, seq) is the log's after the transaction that the answers come from
@@ -252,10 +259,10 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
             unparks.append(m.rid)
         elif isinstance(m, UnparkAllMsg):
             unpark_all = True
+        elif isinstance(m, PinMsg):
+            w.pin_log(m.follower, m.seq)
         elif isinstance(m, BadMsg):
-            log.error("bug: %s", m.message)
-            if m.rid:
-                out.append((m.rid, ERR, _json.encode(Internal(m.message).to_wire())))
+            out += _refused(m)
         else:
             stop = True
     # Small writes first, in transactions of up to max_batch_ops, each answered at once; then
@@ -279,6 +286,12 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
         pos = w.position
         sock.sendall(_frame(_msgs_enc.encode((None, pos.term, pos.seq, out))))
     return stop
+
+
+def _refused(m: BadMsg) -> list[tuple[int, int, bytes]]:
+    """The answer to a message that did not decode (a 500: a bug on this link)."""
+    log.error("bug: %s", m.message)
+    return [(m.rid, ERR, _json.encode(Internal(m.message).to_wire()))] if m.rid else []
 
 
 BIG_OP_JOBS = 1000  # an enqueue of more jobs than this is big: it gets its own transaction
@@ -402,6 +415,11 @@ class RemoteWriter(asyncio.Protocol):
 
     def unpark_all(self) -> None:
         self._send(UnparkAllMsg())
+
+    def pin_log(self, follower: str, seq: int) -> None:
+        """Keep the log from ``seq`` on for this follower (0: forget it); see Writer.pin_log.
+        Takes effect before any write sent after it."""
+        self._send(PinMsg(follower, seq))
 
     async def stop(self) -> None:
         """Everything sent so far is applied and answered, then the child exits."""

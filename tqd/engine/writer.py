@@ -178,8 +178,11 @@ class Writer:
 
     def pin_log(self, follower: str, seq: int) -> None:
         """Keep the log from ``seq`` on for this follower (its next fetch), within
-        log_max_bytes; the cluster calls it as followers fetch."""
-        self.log_pins[follower] = seq
+        log_max_bytes; the cluster calls it as followers fetch. seq 0: let go of it."""
+        if seq > 0:
+            self.log_pins[follower] = seq
+        else:
+            self.log_pins.pop(follower, None)
 
     def unpin_log(self, follower: str) -> None:
         self.log_pins.pop(follower, None)
