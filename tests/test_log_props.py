@@ -34,7 +34,8 @@ def entries_of(history: list[list[tuple[int, bytes, bytes | None]] | None]) -> l
             term += 1
             out.append(log.entry_encoder.encode(Entry(term, len(out) + 1, TERM_START)))
         else:
-            out.append(log.entry_encoder.encode(Entry(term, len(out) + 1, EFFECTS, fx)))
+            flat = [x for effect in fx for x in effect]  # the entry's flat triples
+            out.append(log.entry_encoder.encode(Entry(term, len(out) + 1, EFFECTS, flat)))
     return out
 
 
@@ -73,8 +74,13 @@ def test_applied_entries_give_the_model_whatever_the_batching(history: list, cut
             store.close()
 
 
-wild_fx = st.lists(st.tuples(st.integers(-2, 20), st.binary(max_size=600),
-                            st.one_of(st.none(), st.binary(max_size=8))), min_size=1, max_size=3)
+wild_fx = st.one_of(
+    st.lists(st.tuples(st.integers(-2, 20), st.binary(max_size=600),  # wild triples
+                       st.one_of(st.none(), st.binary(max_size=8))), min_size=1, max_size=3
+             ).map(lambda ts: [x for t in ts for x in t]),
+    st.builds(lambda good, extra: [x for t in good for x in t] + extra,  # good triples, then
+              st.lists(st.tuples(st.integers(0, 9), keys, st.none()), max_size=2),  # a ragged end
+              st.lists(st.one_of(st.integers(0, 9), keys), min_size=1, max_size=2)))
 junk_entries = st.one_of(
     st.binary(max_size=60),  # not an entry at all
     # a header that fits (term 1, seq 2: the batch goes first) with wild effects

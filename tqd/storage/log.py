@@ -17,8 +17,9 @@ bootstrap the follower from a snapshot.
 What is not replicated is node-local (``LocalMeta``, in the ``local`` sub-database): the log
 format version of the store, the log's own bounds, and the position of the last entry.
 
-An entry is a msgpack array ``[term, seq, kind, [[db, key, value|nil], ...]]``; ``db`` indexes
-``REPLICATED``, ``nil`` means delete. Format changes bump ``LOG_FORMAT``; a store written by
+An entry is a msgpack array ``[term, seq, kind, [db, key, value|nil, db, key, value|nil, ...]]``
+(the effects as flat triples: one allocation per effect less on the writer, a byte less each
+in the entry); ``db`` indexes ``REPLICATED``, ``nil`` means delete. Format changes bump ``LOG_FORMAT``; a store written by
 a newer format is refused at open rather than misread.
 """
 
@@ -36,8 +37,9 @@ REPLICATED = ("spec", "state", "extra", "ready", "due", "qidx", "dead", "keys", 
 SPEC, STATE, EXTRA, READY, DUE, QIDX, DEAD, KEYS, QSTAT, META = range(len(REPLICATED))
 # node-local sub-databases: the log itself and LocalMeta
 LOCAL = ("log", "local")
+MAX_KEY_BYTES = 511  # LMDB's default key size limit
 
-Effect = tuple[int, bytes, bytes | None]
+Effects = list[int | bytes | None]  # flat triples: db code, key, value (None: delete)
 
 
 class Position(NamedTuple):
@@ -68,7 +70,22 @@ class Entry(Struct, array_like=True):
     term: int
     seq: int
     kind: int  # EFFECTS or TERM_START
-    fx: list[Effect] = msgspec.field(default_factory=list)
+    fx: Effects = msgspec.field(default_factory=list)
+
+    def effects(self) -> list[tuple[int, bytes, bytes | None]]:
+        """The (db code, key, value or None) triples, checked for shape (LogRejected)."""
+        fx = self.fx
+        if len(fx) % 3:
+            raise LogRejected(f"entry {self.seq}: its effects are not triples")
+        out = []
+        for i in range(0, len(fx), 3):
+            code, key, value = fx[i], fx[i + 1], fx[i + 2]
+            if (type(code) is not int or not 0 <= code < len(REPLICATED) or type(key) is not bytes
+                    or not 0 < len(key) <= MAX_KEY_BYTES or isinstance(value, int)):
+                raise LogRejected(f"entry {self.seq}: effect {i // 3} names no sub-database or "
+                                  "no valid key")
+            out.append((code, key, value))
+        return out
 
 
 class LogRejected(Exception):
