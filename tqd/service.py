@@ -2,8 +2,10 @@
 
 It owns the writer (a process of its own, forked by ``spawn_writer``; it also
 holds parked long-polls) and the timer loop (delayed jobs, lease expiry,
-retention), and it reads committed state directly. It knows nothing of HTTP; it reaches LMDB only
-through Store and Writer.
+retention), and it reads committed state directly. It follows the log's
+position (each answer can carry its commit's; log readers wait on it) and
+passes log pins to the writer. It knows nothing of HTTP; it reaches LMDB only
+through Store and the writer process.
 """
 
 from __future__ import annotations
