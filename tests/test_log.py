@@ -97,6 +97,14 @@ def test_a_follower_refuses_a_gap_a_stale_term_or_a_term_without_its_marker(tmp_
     marker = log.entry_encoder.encode(Entry(5, 5, TERM_START))
     assert follower.apply_entries([marker], 1000, 1 << 20) == (5, 5)
     refused([log.entry_encoder.encode(Entry(4, 6, EFFECTS, []))], WrongTerm)  # an older term
+    refused([log.entry_encoder.encode(Entry(6, 6, TERM_START, [0, b"k", b"v"]))], log.LogRejected)
+    refused([log.entry_encoder.encode(Entry(5, 6, EFFECTS, [0, b"no such job", None]))],
+            log.LogRejected)  # a delete of what is not there: the follower has diverged
+    refused([msgspec.msgpack.encode([5, 6, EFFECTS, [], "a newer field"])], log.LogRejected)
+    fresh = Store(tmp_path / "fresh", MAP)
+    with pytest.raises(WrongTerm):  # terms start at 1, even on an empty follower
+        fresh.apply_entries([log.entry_encoder.encode(Entry(0, 1, EFFECTS, []))], 1000, 1 << 20)
+    fresh.close()
     leader.close()
     follower.close()
 

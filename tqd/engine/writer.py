@@ -267,7 +267,7 @@ class Writer:
 
     def _first_lease(self, tx: Tx, p: Parked) -> Any:
         """A parked lease arriving: serve it now, or park it."""
-        if p.cancelled:  # its batch failed and it is being retried alone: it got that error
+        if p.cancelled:  # given up, or its batch failed and this is the retry alone: answer []
             return []
         jobs = self._lease(tx, p)
         if jobs or not self._parking:

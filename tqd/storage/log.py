@@ -66,7 +66,7 @@ class LocalMeta(Struct, array_like=True):
         return Position(self.term, self.log_seq)
 
 
-class Entry(Struct, array_like=True):
+class Entry(Struct, array_like=True, forbid_unknown_fields=True):
     term: int
     seq: int
     kind: int  # EFFECTS or TERM_START
@@ -123,3 +123,7 @@ def check_next(local: LocalMeta, e: Entry) -> None:
         raise WrongTerm(f"entry {e.seq} starts term {e.term} again")
     if e.kind not in (EFFECTS, TERM_START):
         raise LogRejected(f"entry {e.seq} has an unknown kind {e.kind} (a newer tqd?)")
+    if e.term < 1:
+        raise WrongTerm(f"entry {e.seq} has term {e.term}: terms start at 1")
+    if e.kind == TERM_START and e.fx:
+        raise LogRejected(f"entry {e.seq}: a term-start marker carries no effects")

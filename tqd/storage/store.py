@@ -174,12 +174,14 @@ class Store:
             for raw in raws:
                 try:
                     e = entry_decoder.decode(raw)
-                except msgspec.DecodeError as exc:
+                except (msgspec.DecodeError, TypeError) as exc:
                     raise LogRejected(f"an entry after {local.log_seq} does not decode: {exc}") from exc
                 check_next(local, e)
                 for code, key, value in e.effects():
                     if value is None:
-                        t.delete(key, db=dbs[code])
+                        if not t.delete(key, db=dbs[code]):  # the leader logs only real deletes
+                            raise LogRejected(f"entry {e.seq} deletes a key this store does "
+                                              f"not hold (in {REPLICATED[code]}): it has diverged")
                     else:
                         t.put(key, value, db=dbs[code])
                 t.put(_U64.pack(e.seq), raw, db=self.dbs["log"])
