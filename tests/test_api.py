@@ -959,6 +959,25 @@ def test_storage_full_is_507_and_harms_nothing(tmp_path: Path) -> None:
         assert a.enqueue(q, {"key": "kept"}).json() == {"id": keep, "state": "queued", "created": False}
 
 
+def test_a_store_full_of_small_jobs_is_emptied_and_takes_writes_again(tmp_path: Path) -> None:
+    """The way out of a full store is deleting: a forced queue delete (a purge in steps)
+    must fit, though every step writes a log entry. A purge that finds the map full makes
+    the writer shed the log to what followers need, and a step that does not fit is halved."""
+    with running(tmp_path / "d", "--map-size-bytes", "1048576") as (_, a):
+        q = "small"
+        for _ in range(1000):
+            if a.bulk(q, [{"payload": "x" * 60} for _ in range(100)]).status != 201:
+                break
+        while (r := a.enqueue(q, {"payload": 1})).status == 201:
+            pass
+        assert_error(r, 507, "storage_full")
+        queued = a.stats(q)["queued"]
+        assert queued > 1000
+        r = a.request("DELETE", f"/v1/queues/{q}?force=true")
+        assert r.status == 200 and r.json() == {"deleted": True, "purged": queued}, r.body
+        assert a.enqueue(q, {"payload": 1}).status == 201
+
+
 def test_restart_keeps_everything(server_factory: type[ServerProcess], tmp_path: Path) -> None:
     d = tmp_path / "d"
     s = server_factory(d).start()

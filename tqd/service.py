@@ -23,7 +23,7 @@ from .clock import Clock, SystemClock
 from .config import Settings
 from .engine.process import RemoteWriter, WriterHandle, spawn
 from .engine.writer import Commit, Writer
-from .errors import InvalidRequest, NotReady, TqdError
+from .errors import InvalidRequest, NotReady, StorageFull, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, QueueStats
 from .queue import ops
 from .queue import records as r
@@ -334,12 +334,20 @@ class QueueService:
         return purged
 
     async def _purge(self, queue: str, code: int) -> int:
-        total = 0
+        """Delete in steps (one op each, so other writes go between them). A full store
+        halves the step until one fits: a purge is how an operator makes room."""
+        total, chunk = 0, PURGE_CHUNK
         cursor: int | None = 0
-        while cursor is not None:  # one op per step: other writes go between them
+        while cursor is not None:
             n: int
-            n, cursor = await self._submit(
-                ops.Purge(self.clock.now(), queue, code, PURGE_CHUNK, cursor, PURGE_SCAN))
+            try:
+                n, cursor = await self._submit(
+                    ops.Purge(self.clock.now(), queue, code, chunk, cursor, PURGE_SCAN))
+            except StorageFull:
+                if chunk == 1:
+                    raise
+                chunk //= 2
+                continue
             total += n
         return total
 

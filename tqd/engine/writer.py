@@ -236,10 +236,29 @@ class Writer:
             self._full_since = time.monotonic()
             log.error("storage full or failing, writes refused until it has room: %s", e)
         if isinstance(e, lmdb.MapFullError):
+            if any(type(op) in (ops.Purge, ops.DeleteQueue) for op, _ in batch):
+                self._shed_log()  # someone is making room: let the deletes fit
             msg = "storage is full (the store reached --map-size-bytes); reads still work"
         else:
             msg = f"storage is full or failing ({e}); reads still work"
         return [StorageFull(msg)] * len(batch), [], Commit(self.position)
+
+    def _shed_log(self) -> None:
+        """A purge found the map full: drop the log down to what followers still need (its
+        last entry at least), in a transaction of its own, so that the purge's deletes find
+        room (each step also writes a log entry). Only for a purge, so that a full store
+        stays full for everyone else until room is made; pages freed here are reusable from
+        the next transaction on."""
+        floor = min(self.log_pins.values()) if self.log_pins else None
+        tx = self.store.write(self.meta, self.local, self.qstats)
+        try:
+            tx.log_truncate(1, 0, floor, self.log_max_bytes)
+            tx.save_local()
+            tx.commit()
+        except Exception:  # noqa: BLE001 - best effort: too full even for this
+            tx.abort()
+            return
+        self.local = tx.local
 
     def _op(self, tx: Tx, op: ops.Op) -> Any:
         """Apply one op. TqdError: nothing changed."""

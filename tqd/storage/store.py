@@ -535,6 +535,10 @@ class Tx(ReadTx):
         """Drop the oldest entries beyond both bounds (see _truncate)."""
         _truncate(self.txn, self._log, self.local, keep_entries, keep_bytes, floor, hard_bytes)
 
+    def save_local(self) -> None:
+        """Write the node-local bookkeeping (a transaction that only truncated the log)."""
+        self.txn.put(b"local", _enc.encode(self.local), db=self._local)
+
     def finish(self, term: int) -> None:
         """Write the counters this transaction changed (once per commit), then its effects as
         one log entry of ``term``, and the node-local bookkeeping."""
