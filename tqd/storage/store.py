@@ -309,9 +309,6 @@ class ReadTx:
         with self.txn.cursor(db=self._due) as c:
             return _U64.unpack_from(c.key())[0] if c.first() else None
 
-    def read_local(self) -> LocalMeta:
-        return _read_local(self.txn, self._local)
-
     def log_entries(self, after: int, limit: int, max_bytes: int = 0) -> list[tuple[int, bytes]]:
         """(seq, entry) of the log entries after ``after``: at most ``limit``, and (if
         max_bytes) stopping once their size reaches max_bytes (at least one entry)."""
