@@ -136,8 +136,8 @@ def test_log_pins_hold_the_log_for_a_follower_within_a_cap(tmp_path: Path) -> No
     for i in range(1100):
         w.apply_now(ops.Enqueue(3000.0 + i, "q", [new()]))
     assert w.local.log_first == 900  # the lowest pin
-    w.unpin_log("f2")
-    w.unpin_log("f1")
+    w.pin_log("f2", 0)
+    w.pin_log("f1", 0)
     for i in range(1100):
         w.apply_now(ops.Enqueue(5000.0 + i, "q", [new()]))
     assert w.local.log_seq - w.local.log_first + 1 <= 10 + 1024  # back to the bounds

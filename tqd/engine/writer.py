@@ -184,8 +184,10 @@ class Writer:
         else:
             self.log_pins.pop(follower, None)
 
-    def unpin_log(self, follower: str) -> None:
-        self.log_pins.pop(follower, None)
+    @property
+    def _log_floor(self) -> int | None:
+        """The lowest seq a follower still needs (None: no follower pins the log)."""
+        return min(self.log_pins.values()) if self.log_pins else None
 
     def apply_now(self, op: ops.Op) -> Any:
         """Apply one op in a transaction of its own: for tests and tools, not the server."""
@@ -249,10 +251,9 @@ class Writer:
         room (each step also writes a log entry). Only for a purge, so that a full store
         stays full for everyone else until room is made; pages freed here are reusable from
         the next transaction on."""
-        floor = min(self.log_pins.values()) if self.log_pins else None
         tx = self.store.write(self.meta, self.local, self.qstats)
         try:
-            tx.log_truncate(1, 0, floor, self.log_max_bytes)
+            tx.log_truncate(1, 0, self._log_floor, self.log_max_bytes)
             tx.save_local()
             tx.commit()
         except Exception:  # noqa: BLE001 - best effort: too full even for this
@@ -331,8 +332,7 @@ class Writer:
             if self._parked and tx.ready_queues:
                 self._serve_parked(tx, served, claimed)
             if tx.writes:
-                floor = min(self.log_pins.values()) if self.log_pins else None
-                tx.log_truncate(self.log_keep_entries, self.log_keep_bytes, floor,
+                tx.log_truncate(self.log_keep_entries, self.log_keep_bytes, self._log_floor,
                                 self.log_max_bytes)
                 tx.finish(self.term)
                 tx.commit()  # fsync: only now may anyone be told

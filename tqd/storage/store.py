@@ -525,7 +525,7 @@ class Tx(ReadTx):
         """Open a leadership: the term-start marker (raises WrongTerm for a term not above
         the log's)."""
         self._log_append(Entry(term, self.local.log_seq + 1, TERM_START))
-        self.txn.put(b"local", _enc.encode(self.local), db=self._local)
+        self.save_local()
 
     def log_truncate(self, keep_entries: int, keep_bytes: int, floor: int | None = None,
                      hard_bytes: int = 0) -> None:
@@ -548,7 +548,7 @@ class Tx(ReadTx):
         put(b"meta", v, db=self._meta)
         fx((META, b"meta", v))
         self._log_append(Entry(term, self.local.log_seq + 1, EFFECTS, self.fx))
-        self.txn.put(b"local", _enc.encode(self.local), db=self._local)
+        self.save_local()
 
     def commit(self) -> None:
         try:
