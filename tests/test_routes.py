@@ -32,6 +32,9 @@ READS = {
     ("GET", "/v1/jobs/{id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/v1/cluster"),
+    ("GET", "/v1/_repl/log"),  # a follower's fetch: reads the leader's log (and pins it)
+    ("GET", "/v1/_repl/snapshot"),
 }
 
 

@@ -89,6 +89,38 @@ class Settings:
                           "still commit); /readyz fails while the writer is this late"},
     )
 
+    # ---- cluster (without lease_store: standalone) ----
+    lease_store: str = field(
+        default="",
+        metadata={"help": "where the leader lease lives: file:///shared/dir (one host) or "
+                          "s3://bucket/prefix (AWS_* env for endpoint and credentials); "
+                          "empty: standalone"},
+    )
+    node_id: str = field(default="", metadata={"help": "this node's name in the cluster "
+                                                       "(default: the host name and port)"})
+    advertise: str = field(
+        default="", metadata={"help": "the URL other nodes and clients reach this node at "
+                                      "(default: http://HOST:PORT)"},
+    )
+    sync_replicas: int = field(
+        default=0,
+        metadata={"help": "a write is answered only once this many followers have it on "
+                          "disk (0: as soon as the leader has it)"},
+    )
+    sync_timeout_s: float = field(
+        default=5.0,
+        metadata={"help": "longest wait for the sync replicas; then 503 not_replicated "
+                          "(the write may still survive)"},
+    )
+    lease_ttl_s: float = field(
+        default=10.0,
+        metadata={"help": "a follower takes over after seeing the lease unchanged this long; "
+                          "the leader stops writes 0.7 x this after its last renew was sent"},
+    )
+    can_lead: bool = field(
+        default=True, metadata={"help": "false: a read replica that never takes the lease"},
+    )
+
     def __post_init__(self) -> None:
         problems = list(_problems(self))
         if problems:
@@ -117,6 +149,21 @@ def _problems(s: Settings) -> list[str]:
             out.append(f"{name} must be >= 0")
     if s.map_size_bytes < 64 * 1024:
         out.append("map_size_bytes must be >= 65536")
+    return out + _cluster_problems(s)
+
+
+def _cluster_problems(s: Settings) -> list[str]:
+    out = []
+    if s.sync_replicas < 0:
+        out.append("sync_replicas must be >= 0")
+    if not s.lease_ttl_s >= 0.5:
+        out.append("lease_ttl_s must be >= 0.5")
+    if not s.sync_timeout_s > 0:
+        out.append("sync_timeout_s must be > 0")
+    if s.lease_store and not s.lease_store.startswith(("file://", "s3://")):
+        out.append(f"lease_store must be file:///dir or s3://bucket/prefix, got {s.lease_store!r}")
+    if s.advertise and not s.advertise.startswith(("http://", "https://")):
+        out.append(f"advertise must be an http:// or https:// URL, got {s.advertise!r}")
     return out
 
 

@@ -21,10 +21,13 @@ import sys
 from aiohttp import web
 
 from . import __version__
+from .cluster.lease import LeaseStoreError, LeaseStoreUnsafe, open_lease_store
+from .cluster.node import Node
 from .config import Settings
 from .engine.process import WriterHandle
 from .http.app import IN_FLIGHT, make_app
 from .http.conn import connection_limit, make_runner
+from .http.repl import NODE
 from .service import QueueService, spawn_writer
 
 log = logging.getLogger("tqd")
@@ -42,7 +45,10 @@ async def serve(settings: Settings, lock_fd: int, writer: WriterHandle) -> None:
     max_connections = connection_limit(settings)  # raises the open-file limit
     service = QueueService(settings, lock_fd=lock_fd, writer=writer)
     await service.start()
+    node = await _make_node(settings, service) if settings.lease_store else None
     app = make_app(service)
+    if node is not None:
+        app[NODE] = node
     runner = make_runner(app, settings, max_connections, shutdown_timeout_s=_CLOSE_WAIT_S)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
@@ -52,15 +58,22 @@ async def serve(settings: Settings, lock_fd: int, writer: WriterHandle) -> None:
         await runner.cleanup()
         await service.stop()
         raise SystemExit(f"tqd: cannot listen on {settings.host}:{settings.port}: {e.strerror}") from None
+    port = runner.addresses[0][1]
+    if node is not None:
+        node.bind(settings.host, port)
+        await node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before the banner: whoever waits for it may stop us
         loop.add_signal_handler(sig, stop.set)
-    port = runner.addresses[0][1]
+    cluster = "" if node is None else (f", node {node.id} at {node.advertise}, lease in "
+                                       f"{node.store.description}")
     print(f"tqd {__version__} listening on http://{settings.host}:{port} (data {settings.data_dir}, "
-          f"at most {max_connections} connections)", file=sys.stderr, flush=True)
+          f"at most {max_connections} connections{cluster})", file=sys.stderr, flush=True)
     await stop.wait()
     log.info("tqd draining")
+    if node is not None:
+        await node.hand_over()
     service.begin_drain()
     # Wait for the requests being handled ourselves: aiohttp's own shutdown wait can hang on a
     # request that lands on a keep-alive connection at this instant (never handled, so never
@@ -69,6 +82,34 @@ async def serve(settings: Settings, lock_fd: int, writer: WriterHandle) -> None:
         log.warning("drain timeout: %d requests still running", app[IN_FLIGHT].n)
     await runner.cleanup()
     await service.stop()
+    if node is not None:
+        await node.close()
     if service.writer_lost:
         raise SystemExit("tqd: the writer process exited unexpectedly; stopped")
     log.info("tqd stopped")
+
+
+async def _make_node(settings: Settings, service: QueueService) -> Node:
+    """The cluster node, once its lease store has shown that it enforces conditional writes
+    (exit 2 if it does not: a store that overwrites silently would elect two leaders)."""
+    try:
+        store = open_lease_store(settings.lease_store, timeout_s=max(0.5, settings.lease_ttl_s * 0.25))
+    except ValueError as e:
+        await service.stop()
+        print(f"tqd: bad setting: lease_store: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    for attempt in range(30):
+        try:
+            await store.self_test()
+            break
+        except LeaseStoreUnsafe as e:
+            await service.stop()
+            print(f"tqd: the lease store cannot hold a lease: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        except LeaseStoreError as e:
+            if attempt == 29:
+                await service.stop()
+                raise SystemExit(f"tqd: the lease store {store.description} cannot be reached: {e}") from None
+            log.warning("the lease store %s cannot be reached (%s); trying again", store.description, e)
+            await asyncio.sleep(1.0)
+    return Node(settings, service, store)

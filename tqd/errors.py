@@ -97,6 +97,34 @@ class TooManyConnections(TqdError):
     code, http_status = "too_many_connections", 503
 
 
+class NoLeader(TqdError):
+    """A cluster node that cannot take writes now: no leader is known, or this node's
+    leadership is not (or no longer) certain. The write was not applied."""
+
+    code, http_status = "no_leader", 503
+
+
+class NotReplicated(TqdError):
+    """--sync-replicas: the write committed on the leader but not enough followers had it
+    in time. It may survive or not: check before retrying."""
+
+    code, http_status = "not_replicated", 503
+
+
+class LogDiverged(TqdError):
+    """Replication: the follower's log position is not on the leader's log (it diverged,
+    or is ahead): it must start again from a snapshot."""
+
+    code, http_status = "log_diverged", 409
+
+
+class LogGone(TqdError):
+    """Replication: the leader no longer keeps the entries after the follower's position:
+    it must start again from a snapshot."""
+
+    code, http_status = "log_gone", 410
+
+
 class StorageFull(TqdError):
     code, http_status = "storage_full", 507
 
@@ -111,5 +139,6 @@ BY_CODE: dict[str, type[TqdError]] = {
         InvalidRequest, InvalidJob, InvalidQueue, Unauthorized, Forbidden, NotFound,
         MethodNotAllowed, RequestTimeout, LeaseLost, InvalidState, PayloadTooLarge,
         UnsupportedMediaType, RateLimited, NotReady, TooManyConnections, StorageFull, Internal,
+        NoLeader, NotReplicated, LogDiverged, LogGone,
     )
 }

@@ -15,6 +15,8 @@ import logging
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,11 +25,12 @@ from .clock import Clock, SystemClock
 from .config import Settings
 from .engine.process import RemoteWriter, WriterHandle, spawn
 from .engine.writer import Commit, Writer
-from .errors import InvalidRequest, NotReady, StorageFull, TqdError
+from .errors import InvalidRequest, NoLeader, NotReady, NotReplicated, StorageFull, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, QueueStats
 from .queue import ops
 from .queue import records as r
 from .queue.core import AckOutcome, Core, ms
+from .storage import snapshot
 from .storage.lock import lock_data_dir
 from .storage.log import Position
 from .storage.store import Store
@@ -43,7 +46,8 @@ PURGE_SCAN = 20_000  # index entries read per purge step
 def make_writer(settings: Settings, store: Store, core: Core) -> Writer:
     return Writer(store, core, max_batch_ops=settings.max_batch_ops,
                   log_keep_entries=settings.log_keep_entries,
-                  log_keep_bytes=min(settings.log_keep_bytes, settings.map_size_bytes // 16))
+                  log_keep_bytes=min(settings.log_keep_bytes, settings.map_size_bytes // 16),
+                  clustered=bool(settings.lease_store))
 
 
 def spawn_writer(settings: Settings) -> tuple[int, WriterHandle]:
@@ -85,6 +89,13 @@ class QueueService:
         self._timer_wake: asyncio.Event | None = None
         self.position = self.store.position()  # the log's, as of the last commit heard of
         self._log_wake: asyncio.Event | None = None  # set (and replaced) on each new position
+        # Set by the cluster (tqd.cluster.node); a standalone server leads alone, always.
+        self.role = "follower" if settings.lease_store else "standalone"
+        self.leader_url: str | None = None  # where writes go when this node is a follower
+        # the writer process's write gate, mirrored (monotonic time; inf: standalone)
+        self.write_gate_until = 0.0 if settings.lease_store else float("inf")
+        # waits until enough followers hold the log up to a seq (--sync-replicas), or raises
+        self.sync_gate: Callable[[int], Awaitable[None]] | None = None
 
     # ---- life cycle ----------------------------------------------------------
 
@@ -106,10 +117,19 @@ class QueueService:
         self.draining = True
         self.writer.unpark_all()
 
+    @property
+    def leading(self) -> bool:
+        """This node takes writes (its role; the writer's gate has the last word)."""
+        return self.role in ("leader", "standalone") and time.monotonic() < self.write_gate_until
+
     def not_ready_reason(self) -> str | None:
         """Why this node cannot take writes now (None: it can)."""
         if self.draining:
             return "draining"
+        if not self.leading:
+            if self.role == "leader":
+                return "the leader's lease could not be renewed in time; writes wait for it"
+            return f"{self.role}; the leader is {self.leader_url or 'not known'}"
         if self.writer.closed:  # also when it died on its own
             return "the writer process is gone"
         age = self.oldest_write_age()
@@ -166,16 +186,24 @@ class QueueService:
                         "still be applied later (check before retrying it)"))
 
     async def _await_writer(self, fut: asyncio.Future[Any]) -> Any:
-        """Wait for a writer answer, under the write deadline."""
+        """Wait for a writer answer, under the write deadline; then, with sync replicas, until
+        enough followers have it."""
         self._pending[fut] = time.monotonic()
         try:
-            return await fut
+            res = await fut
         finally:
             del self._pending[fut]
+        if self.sync_gate is not None and res != []:  # (an empty lease wrote nothing)
+            await self.sync_gate(self.position.seq)
+        return res
 
     async def _timer_loop(self, state: LoopState) -> None:
         assert self._timer_wake is not None
         while True:
+            if not self.leading:  # timers run on the leader; its effects reach the followers
+                await asyncio.sleep(0.2)
+                self._next_due_ms = 0  # read it again once leading
+                continue
             now = self.clock.now()
             due = self._next_due_ms
             if due is not None and due <= ms(now):
@@ -234,6 +262,45 @@ class QueueService:
         with self.store.read() as t:
             return t.log_entries(after_seq, limit, max_bytes)
 
+    def log_bounds(self) -> tuple[int, int]:
+        """(first seq kept, last seq) of this node's log."""
+        local = self.store.load_local()
+        return local.log_first, local.log_seq
+
+    def log_term_at(self, seq: int) -> int | None:
+        """The term of the entry at ``seq`` in this node's log (None: not kept)."""
+        with self.store.read() as t:
+            got = t.log_entries(seq - 1, 1)
+        if not got or got[0][0] != seq:
+            return None
+        return int(msgspec.msgpack.decode(got[0][1], type=list[Any])[0])
+
+    async def snapshot(self, path: Path) -> Position:
+        """Write a snapshot file of this store (storage.snapshot), off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, snapshot.export, self.store, path)
+
+    async def apply_entries(self, entries: list[bytes]) -> Position:
+        """Follower: apply a leader's entries (LogDiverged: start again from a snapshot)."""
+        pos: Position = await self.writer.apply_entries(entries)
+        self.position = pos
+        return pos
+
+    async def restore(self, path: Path) -> Position:
+        """Follower: replace the store with a snapshot file."""
+        pos: Position = await self.writer.restore(str(path))
+        self.position = pos
+        return pos
+
+    async def begin_term(self, term: int) -> Position:
+        """Leader: write the marker of ``term`` (before its gate opens)."""
+        pos: Position = await self.writer.begin_term(term)
+        self.position = pos
+        self._next_due_ms = 0  # the timers' work is this node's now
+        if self._timer_wake is not None:
+            self._timer_wake.set()
+        return pos
+
     async def enqueue(self, queue: str, jobs: list[ops.NewJob]) -> list[EnqueueResult]:
         res: list[EnqueueResult] = await self._submit(ops.Enqueue(self.clock.now(), queue, jobs))
         return res
@@ -245,13 +312,23 @@ class QueueService:
         released (back in the queue, no attempt used)."""
         if self.draining:
             return []
+        if not self.leading:
+            raise NoLeader("this node is not the leader")
+        jobs = await self._lease(queues, max_jobs, wait, worker, timeout)
+        if jobs or self.leading:
+            return jobs
+        # the leadership was lost while it waited: say so, an empty answer would be a lie
+        raise NoLeader("this node stopped being the leader; lease again from the new one")
+
+    async def _lease(self, queues: list[str], max_jobs: int, wait: float, worker: str | None,
+                     timeout: float | None) -> list[msgspec.Raw]:
         if wait <= 0:
             op = ops.Lease(self.clock.now(), queues, max_jobs, worker, timeout, random.getrandbits(32),
                          self.s.max_lease_bytes)
             return await self._leased(self.writer.submit(op))  # type: ignore[no-any-return]
         parked = self.writer.park(queues, max_jobs, worker, timeout)
         try:
-            return await asyncio.wait_for(asyncio.shield(parked.fut), wait)
+            jobs: list[msgspec.Raw] = await asyncio.wait_for(asyncio.shield(parked.fut), wait)
         except TimeoutError:  # the writer answers the unpark: [] or the jobs it just leased
             self.writer.unpark(parked)
             return await self._leased(parked.fut)  # type: ignore[no-any-return]
@@ -259,13 +336,20 @@ class QueueService:
             self.writer.unpark(parked)
             self._release_when_done(parked.fut)  # in case it was being served
             raise
+        if jobs and self.sync_gate is not None:
+            try:
+                await self.sync_gate(self.position.seq)
+            except (asyncio.CancelledError, NotReplicated):
+                self._release_when_done(parked.fut)
+                raise
+        return jobs
 
     async def _leased(self, fut: asyncio.Future[Any]) -> Any:
         """A lease's answer, under the write deadline; released if the client leaves first
         or is answered 503 before the lease commits."""
         try:
             return await self._await_writer(asyncio.shield(fut))
-        except (asyncio.CancelledError, NotReady):
+        except (asyncio.CancelledError, NotReady, NotReplicated):
             self._release_when_done(fut)
             raise
 

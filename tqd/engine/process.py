@@ -42,12 +42,13 @@ from typing import Any
 import msgspec
 
 from ..config import Settings
-from ..errors import BY_CODE, Internal, NotReady, TqdError
+from ..errors import BY_CODE, Internal, LogDiverged, NotReady, StorageFull, TqdError
 from ..queue import ops
 from ..queue.core import Core
-from ..storage.log import Position
+from ..storage.log import LogRejected, Position
+from ..storage.snapshot import SnapshotInvalid
 from ..storage.store import Store
-from .writer import PARKED, Commit, Parked, Writer
+from .writer import _STORAGE_ERRORS, PARKED, Commit, Parked, Writer
 
 log = logging.getLogger("tqd.writer")
 _LEN = struct.Struct("<I")
@@ -89,6 +90,34 @@ class PinMsg(msgspec.Struct, tag=5, array_like=True):
     seq: int
 
 
+class ApplyMsg(msgspec.Struct, tag=6, array_like=True):
+    """Follower: apply these log entries of the leader (answer: the position after them)."""
+
+    rid: int
+    entries: list[bytes]
+
+
+class RestoreMsg(msgspec.Struct, tag=7, array_like=True):
+    """Follower: replace the store with the snapshot file at ``path`` (answer: its position)."""
+
+    rid: int
+    path: str
+
+
+class TermMsg(msgspec.Struct, tag=8, array_like=True):
+    """Leader: begin ``term`` (write its marker; answer: the position after it)."""
+
+    rid: int
+    term: int
+
+
+class GateMsg(msgspec.Struct, tag=9, array_like=True):
+    """Take writes until ``until`` (time.monotonic(), shared by the host's processes); 0
+    closes the gate and answers every parked long-poll with nothing."""
+
+    until: float
+
+
 class BadMsg:
     """A message that failed to decode (never sent; made by the receiver)."""
 
@@ -96,7 +125,9 @@ class BadMsg:
         self.rid, self.message = rid, message
 
 
-Msg = OpMsg | ParkMsg | UnparkMsg | UnparkAllMsg | StopMsg | PinMsg
+Msg = (OpMsg | ParkMsg | UnparkMsg | UnparkAllMsg | StopMsg | PinMsg | ApplyMsg | RestoreMsg
+       | TermMsg | GateMsg)
+Control = ApplyMsg | RestoreMsg | TermMsg
 OK, ERR = 0, 1
 # reply frame: (earliest due ms written or None, term, seq, [(rid, OK|ERR, JSON bytes)]); the
 # position (term, seq) is the log's after the transaction that the answers come from
@@ -118,6 +149,17 @@ _DEC: dict[type, msgspec.json.Decoder[Any]] = {
     for t in ops.Op.__args__
 }
 _LEASE_DEC = _DEC[ops.Lease]
+
+
+class _PosDecoder:
+    """The answer of a cluster message: a position."""
+
+    def decode(self, body: bytes) -> Position:
+        return Position(*_pos_dec.decode(body))
+
+
+_pos_dec = msgspec.json.Decoder(tuple[int, int])
+_POS_DEC: Any = _PosDecoder()
 
 
 def _frame(body: bytes) -> bytes:
@@ -242,29 +284,52 @@ def _rid_of(raw: msgspec.Raw) -> int:
         return 0
 
 
+class _Round:
+    """One round of messages, sorted by what is done with them."""
+
+    def __init__(self) -> None:
+        self.out: list[tuple[int, int, bytes]] = []  # answers ready before any commit
+        self.small: Writer.Batch = []
+        self.big: Writer.Batch = []
+        self.unparks: list[int] = []
+        self.control: list[Control] = []
+        self.stop = self.unpark_all = False
+
+
+def _sort(w: Writer, msgs: list[Any], parked: dict[int, Parked]) -> _Round:
+    """Sort a round's messages; pins and the gate take effect at once."""
+    r = _Round()
+    for m in msgs:
+        if isinstance(m, OpMsg):
+            (r.big if _is_big(m.op) else r.small).append((m.op, m.rid))
+        elif isinstance(m, ParkMsg):
+            r.small.append((Parked(m.queues, m.max, m.worker, m.timeout, m.rid), m.rid))
+        elif isinstance(m, UnparkMsg):
+            r.unparks.append(m.rid)
+        elif isinstance(m, UnparkAllMsg):
+            r.unpark_all = True
+        elif isinstance(m, PinMsg):
+            w.pin_log(m.follower, m.seq)
+        elif isinstance(m, GateMsg):
+            w.set_gate(m.until)
+            if m.until == 0:  # no longer the leader: the long-polls get nothing from here
+                for p in w.stop_parking(for_good=False):
+                    parked.pop(p.rid, None)
+                    r.out.append((p.rid, OK, b"[]"))
+        elif isinstance(m, ApplyMsg | RestoreMsg | TermMsg):
+            r.control.append(m)
+        elif isinstance(m, BadMsg):
+            r.out += _refused(m)
+        else:
+            r.stop = True
+    return r
+
+
 def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.socket) -> bool:
     """Apply one round of messages, answering each transaction as soon as it is committed.
     True on STOP."""
-    out: list[tuple[int, int, bytes]] = []
-    small: Writer.Batch = []
-    big: Writer.Batch = []
-    unparks: list[int] = []
-    stop = unpark_all = False
-    for m in msgs:
-        if isinstance(m, OpMsg):
-            (big if _is_big(m.op) else small).append((m.op, m.rid))
-        elif isinstance(m, ParkMsg):
-            small.append((Parked(m.queues, m.max, m.worker, m.timeout, m.rid), m.rid))
-        elif isinstance(m, UnparkMsg):
-            unparks.append(m.rid)
-        elif isinstance(m, UnparkAllMsg):
-            unpark_all = True
-        elif isinstance(m, PinMsg):
-            w.pin_log(m.follower, m.seq)
-        elif isinstance(m, BadMsg):
-            out += _refused(m)
-        else:
-            stop = True
+    r = _sort(w, msgs, parked)
+    out, small, big = r.out, r.small, r.big
     # Small writes first, in transactions of up to max_batch_ops, each answered at once; then
     # each big bulk alone. Requests of one round came concurrently (no order among them), so
     # a 64 MiB bulk that arrived with them need not hold their answers for its own commit.
@@ -274,18 +339,39 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
         if out or due is not None:
             sock.sendall(_frame(_msgs_enc.encode((due, pos.term, pos.seq, out))))
             out = []
-    for rid in unparks:  # after the batch: a park and its unpark may share a frame
+    for c in r.control:
+        out.append(_control(w, c))
+    for rid in r.unparks:  # after the batch: a park and its unpark may share a frame
         p = parked.pop(rid, None)
         if p is not None and w.unpark(p):
             out.append((rid, OK, b"[]"))
-    if unpark_all or stop:
+    if r.unpark_all or r.stop:
         for p in w.stop_parking():
             parked.pop(p.rid, None)
             out.append((p.rid, OK, b"[]"))
     if out:
         pos = w.position
         sock.sendall(_frame(_msgs_enc.encode((None, pos.term, pos.seq, out))))
-    return stop
+    return r.stop
+
+
+def _control(w: Writer, m: Control) -> tuple[int, int, bytes]:
+    """A cluster message: its answer is the log position after it, or its error."""
+    try:
+        if isinstance(m, ApplyMsg):
+            pos = w.follow(m.entries)
+        elif isinstance(m, RestoreMsg):
+            pos = w.restore(m.path)
+        else:
+            pos = w.begin_term(m.term)
+    except (LogRejected, SnapshotInvalid) as e:
+        return m.rid, ERR, _json.encode(LogDiverged(str(e)).to_wire())
+    except _STORAGE_ERRORS as e:
+        return m.rid, ERR, _json.encode(StorageFull(f"storage full or failing: {e}").to_wire())
+    except Exception as e:  # noqa: BLE001 - a bug: that request fails, not the writer
+        log.exception("writer: %s failed", type(m).__name__)
+        return m.rid, ERR, _json.encode(Internal(f"internal error: {e}").to_wire())
+    return m.rid, OK, _json.encode(list(pos))
 
 
 def _refused(m: BadMsg) -> list[tuple[int, int, bytes]]:
@@ -420,6 +506,33 @@ class RemoteWriter(asyncio.Protocol):
         """Keep the log from ``seq`` on for this follower (0: forget it); see Writer.pin_log.
         Takes effect before any write sent after it."""
         self._send(PinMsg(follower, seq))
+
+    def set_gate(self, until: float) -> None:
+        """Let writes commit until ``until`` (time.monotonic()); 0: none from now on, and
+        every parked long-poll is answered with nothing."""
+        self._send(GateMsg(until))
+
+    def _control(self, msg: Callable[[int], Any]) -> asyncio.Future[Position]:
+        assert self._loop is not None, "writer not started"
+        rid = next(self._rid)
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        if not self._gone(fut):
+            self._pending[rid] = (fut, _POS_DEC, False)
+            self._send(msg(rid))
+        return fut
+
+    def apply_entries(self, entries: list[bytes]) -> asyncio.Future[Position]:
+        """Follower: apply a leader's log entries (LogDiverged if they do not continue the
+        log); the position after them."""
+        return self._control(lambda rid: ApplyMsg(rid, entries))
+
+    def restore(self, path: str) -> asyncio.Future[Position]:
+        """Follower: replace the store with a snapshot file; its position."""
+        return self._control(lambda rid: RestoreMsg(rid, path))
+
+    def begin_term(self, term: int) -> asyncio.Future[Position]:
+        """Leader: write the marker of ``term``; the position after it."""
+        return self._control(lambda rid: TermMsg(rid, term))
 
     async def stop(self) -> None:
         """Everything sent so far is applied and answered, then the child exits."""

@@ -28,6 +28,7 @@ its neighbours down. A full map or disk fails the batch with 507.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -37,7 +38,7 @@ import lmdb
 import msgspec
 
 from ..clock import Clock, SystemClock
-from ..errors import Internal, StorageFull, TqdError
+from ..errors import Internal, NoLeader, StorageFull, TqdError
 from ..queue import ops
 from ..queue.core import Core
 from ..queue.records import Meta, QStat
@@ -94,9 +95,11 @@ class Parked:
 class Writer:
     def __init__(self, store: Store, core: Core, *, max_batch_ops: int, log_keep_entries: int,
                  clock: Clock | None = None, log_keep_bytes: int = 64 << 20,
-                 log_max_bytes: int = 0) -> None:
+                 log_max_bytes: int = 0, clustered: bool = False) -> None:
         """``log_keep_*``: the log kept when no follower needs more; ``log_max_bytes``: the
-        most it may grow to for a follower that lags (0: 4 × log_keep_bytes)."""
+        most it may grow to for a follower that lags (0: 4 × log_keep_bytes).
+        ``clustered``: the write gate starts closed and terms come from the cluster's lease
+        (``begin_term``, ``set_gate``); else this store leads alone, forever."""
         self.store = store
         self.core = core
         self.clock = clock or SystemClock()
@@ -112,7 +115,11 @@ class Writer:
         self.qstats: dict[str, QStat] = {}
         with store.read() as rt:
             self.qstats.update(rt.all_qstats())
-        if self.term == 0:  # a new store: its first leadership (a cluster passes its own)
+        # The write gate: ops commit only before this time (monotonic, which every process of
+        # the host shares): a cluster leader's lease renewals move it on; 0 = closed.
+        self.gate_until = 0.0 if clustered else math.inf
+        self._stale = False  # a follower applied entries: meta, local, qstats must be re-read
+        if self.term == 0 and not clustered:  # a new store: its first leadership
             self.begin_term(1)
         self._parked: dict[str, deque[Parked]] = {}
         # entries added to _parked since the last sweep, and how many the sweep kept: a lease
@@ -131,9 +138,11 @@ class Writer:
         p.cancelled = True
         return True
 
-    def stop_parking(self) -> list[Parked]:
-        """Park no more; give up every parked lease and return them (each to answer [])."""
-        self._parking = False
+    def stop_parking(self, for_good: bool = True) -> list[Parked]:
+        """Give up every parked lease and return them (each to answer []); ``for_good``
+        (draining): park no more."""
+        if for_good:
+            self._parking = False
         waiting = list({id(p): p for dq in self._parked.values() for p in dq}.values())
         self._parked.clear()
         return [p for p in waiting if not p.cancelled and self.unpark(p)]
@@ -163,9 +172,43 @@ class Writer:
     def position(self) -> Position:
         return self.local.position
 
+    def set_gate(self, until: float) -> None:
+        """Take writes until ``until`` (time.monotonic()); 0 closes the gate at once."""
+        self.gate_until = until
+
+    @property
+    def leading(self) -> bool:
+        return time.monotonic() < self.gate_until
+
+    def follow(self, raws: list[bytes]) -> Position:
+        """Follower: apply a leader's log entries (see Store.apply_entries)."""
+        if self.leading:
+            raise RuntimeError("a leader does not apply another node's log")
+        self._stale = True
+        return self.store.apply_entries(raws, self.log_keep_entries, self.log_keep_bytes)
+
+    def restore(self, path: str) -> Position:
+        """Follower: replace the whole store with a leader's snapshot (storage.snapshot)."""
+        if self.leading:
+            raise RuntimeError("a leader does not restore another node's snapshot")
+        from ..storage.snapshot import restore
+
+        self._stale = True
+        return restore(self.store, path)
+
+    def _reload(self) -> None:
+        """Read back what a follower's applies changed under this writer."""
+        self.meta, self.local = self.store.load_meta(), self.store.load_local()
+        self.term = self.local.term
+        with self.store.read() as rt:
+            self.qstats = dict(rt.all_qstats())
+        self._stale = False
+
     def begin_term(self, term: int) -> Position:
         """Lead in ``term`` from now on: write its term-start marker (one commit). Raises
         log.WrongTerm unless term is above the log's. Call between batches."""
+        if self._stale:
+            self._reload()
         tx = self.store.write(self.meta, self.local, self.qstats)
         try:
             tx.begin_term(term)
@@ -208,6 +251,8 @@ class Writer:
         batch's served list)."""
         try:
             return self._apply(batch)
+        except _Fenced:
+            return self._fenced(batch)
         except _STORAGE_ERRORS as e:
             return self._full(batch, e)
         except _Unexpected:
@@ -223,6 +268,8 @@ class Writer:
                 results.append(res[0])
                 served += s
                 commit.merge(c)
+            except _Fenced:
+                results += self._fenced([item])[0]
             except _STORAGE_ERRORS as e:
                 results += self._full([item], e)[0]
             except Exception as e:  # noqa: BLE001
@@ -314,7 +361,18 @@ class Writer:
                 claimed.append((q, p))
                 served.append((p.rid, self._lease(tx, p)))
 
+    def _fenced(self, batch: Batch) -> tuple[list[Any], Served, Commit]:
+        """Not the leader (or no longer sure to be): nothing is applied, each gets 503."""
+        for item, _ in batch:
+            if isinstance(item, Parked):
+                item.cancelled = True
+        err = NoLeader("this node is not the leader now (or its leadership lapsed); "
+                       "nothing was applied: retry on the leader")
+        return [err] * len(batch), [], Commit(self.position)
+
     def _apply(self, batch: Batch) -> tuple[list[Any], Served, Commit]:
+        if not self.leading or self._stale:
+            return self._fenced(batch)
         t0 = time.perf_counter()
         tx = self.store.write(self.meta, self.local, self.qstats)
         results: list[Any] = []
@@ -335,6 +393,8 @@ class Writer:
                 tx.log_truncate(self.log_keep_entries, self.log_keep_bytes, self._log_floor,
                                 self.log_max_bytes)
                 tx.finish(self.term)
+                if not self.leading:  # the lease lapsed while this batch ran
+                    raise _Fenced
                 tx.commit()  # fsync: only now may anyone be told
                 if self._full_since is not None:
                     log.warning("storage has room again after %.1f s; writes go on",
@@ -368,3 +428,7 @@ class Writer:
 
 class _Unexpected(Exception):
     pass
+
+
+class _Fenced(Exception):
+    """The write gate closed before the commit: the transaction is dropped."""

@@ -20,6 +20,7 @@ from ..errors import (
     InvalidJob,
     InvalidRequest,
     MethodNotAllowed,
+    NoLeader,
     NotFound,
     PayloadTooLarge,
     TqdError,
@@ -28,6 +29,7 @@ from ..queue import validate
 from ..queue.ops import AckItem, NewJob
 from ..service import QueueService
 from . import body as httpbody
+from . import repl
 from .body import DROP, NDJSON, BodyRule
 
 log = logging.getLogger("tqd.http")
@@ -317,10 +319,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    reason = svc(request).not_ready_reason()
+    service = svc(request)
+    reason = service.not_ready_reason()
     if reason is not None:
-        return reply({"ready": False, "role": "standalone", "reason": reason}, 503)
-    return reply({"ready": True, "role": "standalone"})
+        return reply({"ready": False, "role": service.role, "reason": reason}, 503)
+    return reply({"ready": True, "role": service.role})
+
+
+async def cluster(request: web.Request) -> web.Response:
+    return repl.cluster_status(request, svc(request))
 
 
 # ---- app ----------------------------------------------------------------------
@@ -334,9 +341,18 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     in_flight.enter()
     try:
         route = _route(request)
+        if route is not None and route.write and not svc(request).leading:
+            return repl.not_leader_reply(svc(request), request, NoLeader("this node is not the leader"))
         if route is not None and not route.body.takes_body:  # the others check in read_body
             httpbody.check_head(request, route.body, svc(request).s)
         return await handler(request)
+    except NoLeader as e:
+        if route is not None and route.write:
+            return repl.not_leader_reply(svc(request), request, e)
+        resp = error_reply(e)
+        if svc(request).leader_url:
+            resp.headers["X-Tqd-Leader"] = svc(request).leader_url or ""
+        return resp
     except TqdError as e:
         return error_reply(e)
     except web.HTTPException as e:
@@ -382,6 +398,9 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/jobs/{id}/heartbeat", heartbeat, WRITE, BodyRule("result")),
     Route("POST", "/v1/jobs/{id}/release", release, WRITE, BodyRule("small")),
     Route("POST", "/v1/jobs/{id}/retry", retry_job, WRITE),
+    Route("GET", "/v1/cluster", cluster, READ),
+    Route("GET", "/v1/_repl/log", repl.repl_log, READ),
+    Route("GET", "/v1/_repl/snapshot", repl.repl_snapshot, READ),
     Route("GET", "/healthz", healthz, READ),
     Route("GET", "/readyz", readyz, READ),
 ]
