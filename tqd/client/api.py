@@ -5,12 +5,20 @@ through `Client._call`, which:
 
 - tries the configured base URLs in turn when a connection cannot be made
   (nothing was sent, so this is safe for every call);
-- retries a call whose connection broke mid-request, or that got `503`, with
-  exponential backoff, but only if the call is idempotent (a plain enqueue
-  without `key` or `id` is not: a resend could make a second job);
+- rides through a cluster failover: while the leader is gone (its URL refuses the
+  connection, a follower redirects to it and it refuses, or a node answers `503
+  no_leader`) nothing was applied, so any call is made again on the other URLs,
+  backing off, for up to `failover_s` (see `retry.py`);
+- retries a call whose connection broke mid-request, or that got another `503`
+  (`not_replicated`: maybe applied), with exponential backoff, but only if the call
+  is idempotent (a plain enqueue without `key` or `id` is not: a resend could make a
+  second job);
 - follows `307`/`308` redirects itself (a follower points writes at its
-  leader), resending the same method, body and bearer token;
-- turns every `{"error": code}` answer into a typed `ClientError` subclass.
+  leader), resending the same method, body and bearer token, and sends the next
+  writes to that leader (`X-Tqd-Leader`) directly. Reads keep going to the
+  configured URLs: any node answers them (a follower may be a moment behind);
+- turns every `{"error": code}` answer into a typed `ClientError` subclass
+  (`errors.py`).
 
 `SyncClient` runs a `Client` on a private event loop thread, so both share one
 implementation and the sync client is safe to use from many threads.
@@ -20,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -31,13 +38,38 @@ import msgspec
 from msgspec import Struct
 
 from ..protocol import AckLineResult, EnqueueResult, QueueStats
+from .errors import (
+    ClientError,
+    ConnectionFailed,
+    Forbidden,
+    InvalidJob,
+    InvalidQueue,
+    InvalidRequest,
+    InvalidState,
+    LeaseLost,
+    MethodNotAllowed,
+    NoLeader,
+    NotFound,
+    NotReady,
+    NotReplicated,
+    PayloadTooLarge,
+    RateLimited,
+    ServerError,
+    StorageFull,
+    Unauthorized,
+    UnsupportedMediaType,
+    error_from_response,
+    transient,
+)
+from .retry import CallRetry, Outcome, Policy
 
 __all__ = [
     "DEFAULT_URL", "Client", "SyncClient", "Job", "JobError", "LeasedJob", "JobPage", "QueuePage",
     "FailResult", "EnqueueResult", "QueueStats", "AckLineResult", "base_url",
     "ClientError", "ConnectionFailed", "InvalidRequest", "InvalidJob", "InvalidQueue", "Unauthorized",
     "Forbidden", "NotFound", "MethodNotAllowed", "LeaseLost", "InvalidState", "PayloadTooLarge",
-    "UnsupportedMediaType", "RateLimited", "NotReady", "StorageFull", "ServerError",
+    "UnsupportedMediaType", "RateLimited", "NotReady", "NoLeader", "NotReplicated", "StorageFull",
+    "ServerError", "error_from_response", "transient",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:7070"
@@ -69,128 +101,6 @@ def base_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"bad server URL {url!r}: expected http://HOST:PORT")
     return u
-
-
-# ---- errors -------------------------------------------------------------------
-
-
-class ClientError(Exception):
-    """Root of every error the client raises. `status` is 0 when no HTTP answer came."""
-
-    code = "error"
-
-    def __init__(self, message: str = "", *, status: int = 0, code: str | None = None,
-                 extra: Mapping[str, Any] | None = None) -> None:
-        if code is not None:
-            self.code = code
-        self.status = status
-        self.message = message or self.code.replace("_", " ")
-        self.extra: dict[str, Any] = dict(extra or {})
-        super().__init__(f"{self.code}: {self.message}" if status else self.message)
-
-    @property
-    def line(self) -> int | None:
-        """The 1-based input line a bulk request was refused for, if any."""
-        v = self.extra.get("line")
-        return v if isinstance(v, int) else None
-
-
-class ConnectionFailed(ClientError):
-    code = "connection_failed"
-
-
-class InvalidRequest(ClientError):
-    code = "invalid_request"
-
-
-class InvalidJob(ClientError):
-    code = "invalid_job"
-
-
-class InvalidQueue(ClientError):
-    code = "invalid_queue"
-
-
-class Unauthorized(ClientError):
-    code = "unauthorized"
-
-
-class Forbidden(ClientError):
-    code = "forbidden"
-
-
-class NotFound(ClientError):
-    code = "not_found"
-
-
-class MethodNotAllowed(ClientError):
-    code = "method_not_allowed"
-
-
-class LeaseLost(ClientError):
-    code = "lease_lost"
-
-
-class InvalidState(ClientError):
-    code = "invalid_state"
-
-
-class PayloadTooLarge(ClientError):
-    code = "payload_too_large"
-
-
-class UnsupportedMediaType(ClientError):
-    code = "unsupported_media_type"
-
-
-class RateLimited(ClientError):
-    code = "rate_limited"
-
-
-class NotReady(ClientError):
-    code = "not_ready"
-
-
-class StorageFull(ClientError):
-    code = "storage_full"
-
-
-class ServerError(ClientError):
-    code = "internal"
-
-
-_BY_CODE: dict[str, type[ClientError]] = {
-    c.code: c for c in (
-        InvalidRequest, InvalidJob, InvalidQueue, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
-        LeaseLost, InvalidState, PayloadTooLarge, UnsupportedMediaType, RateLimited, NotReady,
-        StorageFull, ServerError,
-    )
-}
-# When the body carries no known code (a proxy's error page), fall back on the status.
-_BY_STATUS: dict[int, type[ClientError]] = {
-    400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 405: MethodNotAllowed,
-    409: InvalidState, 413: PayloadTooLarge, 415: UnsupportedMediaType, 429: RateLimited,
-    503: NotReady, 507: StorageFull,
-}
-
-
-class _ErrorBody(Struct):
-    error: str = ""
-    message: str = ""
-
-
-def error_from_response(status: int, body: bytes) -> ClientError:
-    try:
-        raw = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raw = None
-    if isinstance(raw, dict) and isinstance(raw.get("error"), str):
-        code, msg = raw["error"], str(raw.get("message") or "")
-        extra = {k: v for k, v in raw.items() if k not in ("error", "message")}
-    else:
-        code, msg, extra = "", body[:200].decode(errors="replace").strip(), {}
-    cls = _BY_CODE.get(code) or _BY_STATUS.get(status) or (ServerError if status >= 500 else ClientError)
-    return cls(msg or f"HTTP {status}", status=status, code=code or None, extra=extra)
 
 
 # ---- records ------------------------------------------------------------------
@@ -283,6 +193,25 @@ def job_body(type: str | None = None, payload: Any = None, *, priority: int | st
     return body
 
 
+class _Misdirected(Exception):
+    """A redirect pointed at a node that refuses connections (a leader that just died)."""
+
+    def __init__(self, target: str, url: str, e: aiohttp.ClientConnectorError) -> None:
+        super().__init__(f"redirected to {url}, which refuses connections: {e.os_error}")
+        self.target = target
+
+
+def _leader_of(header: str | None, location: str) -> str:
+    """The leader's base URL, as its `X-Tqd-Leader` header says, else where Location points."""
+    if header:
+        try:
+            return base_url(header)
+        except ValueError:
+            pass
+    parts = urlsplit(location)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 # ---- async client -------------------------------------------------------------
 
 
@@ -291,15 +220,18 @@ class Client:
 
     `url` is one base URL or several (tried in order on connection errors),
     `http://` assumed when a URL has no scheme; `TQD_URL` / `TQD_TOKEN` are read
-    when `url` / `token` are not given. `retries` bounds resends of a call
-    (with backoff); `connect_retries` (default: `retries`) bounds the rounds
-    in which every URL refused the connection: 0 reports a server that is down
-    at once (the CLI does that).
+    when `url` / `token` are not given. Give a cluster's nodes all (or any: a
+    follower redirects writes to its leader). `failover_s` bounds how long one
+    call waits out a cluster between leaders (any call: nothing was applied).
+    `retries` bounds resends of a call after other errors (with backoff);
+    `connect_retries` (default: `retries`) bounds the rounds in which every URL
+    refused the connection, with no failover in sight: 0 reports a server that
+    is down at once (the CLI does that).
     """
 
     def __init__(self, url: str | Sequence[str] | None = None, *, token: str | None = None,
                  timeout_s: float = 30.0, retries: int = 4, connect_retries: int | None = None,
-                 backoff_s: float = 0.1, max_backoff_s: float = 5.0) -> None:
+                 backoff_s: float = 0.1, max_backoff_s: float = 5.0, failover_s: float = 30.0) -> None:
         if url is None:
             url = os.environ.get("TQD_URL") or DEFAULT_URL
         urls = [url] if isinstance(url, str) else list(url)
@@ -313,6 +245,8 @@ class Client:
         self.connect_retries = retries if connect_retries is None else connect_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.failover_s = failover_s
+        self.leader: str | None = None  # where writes go: the leader the last redirect named
         self._current = 0  # index of the URL that answered last
         self._session: aiohttp.ClientSession | None = None
 
@@ -338,52 +272,87 @@ class Client:
 
     # -- transport --
 
+    def _policy(self) -> Policy:
+        return Policy(retries=self.retries, connect_retries=self.connect_retries,
+                      backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s,
+                      failover_s=self.failover_s)
+
+    def _move_on(self, base: str, to_leader: bool) -> None:
+        """`base` cannot take the call now: forget it as the leader, or try the next URL."""
+        if base == self.leader:
+            self.leader = None
+        if not to_leader:
+            self._current = (self._current + 1) % len(self.urls)
+
     async def _call(self, method: str, path: str, *, body: bytes | None = None, ctype: str = JSON,
                     params: Mapping[str, str] | None = None, idempotent: bool = True,
                     extra_timeout_s: float = 0.0, ok: tuple[int, ...] = (200, 201)) -> tuple[int, bytes]:
         """Send one API call; return (status, body) of a success, else raise a ClientError."""
-        attempt = refused = 0
-        n = len(self.urls)
+        retry = CallRetry(self._policy(), len(self.urls))
         while True:
-            base = self.urls[self._current]
+            # Writes go to the known leader; reads to the configured URLs (any node answers).
+            leader_now = self.leader if method != "GET" else None
+            base, to_leader = leader_now or self.urls[self._current], leader_now is not None
             try:
-                status, data = await self._send(method, base + path, body, ctype, params,
-                                                self.timeout_s + extra_timeout_s)
+                status, data, leader = await self._send(method, base + path, body, ctype, params,
+                                                        self.timeout_s + extra_timeout_s)
             except aiohttp.ClientConnectorError as e:
-                # Nothing was sent: moving on to the next URL is safe for any call.
+                # Nothing was sent. The leader we knew is gone: a failover; else maybe a node down.
                 err: ClientError = ConnectionFailed(f"cannot connect to {base}: {e.os_error}")
-                self._current = (self._current + 1) % n
-                refused += 1
-                retryable = refused % n != 0 or refused // n <= self.connect_retries
+                outcome = Outcome.NO_LEADER if to_leader else Outcome.REFUSED
+                self._move_on(base, to_leader)
+            except _Misdirected as e:
+                err, outcome = ConnectionFailed(str(e)), Outcome.NO_LEADER
+                if self.leader == e.target:
+                    self.leader = None
+                self._move_on(base, to_leader)
             except (TimeoutError, aiohttp.ClientError) as e:
                 err = ConnectionFailed(f"{method} {base}{path}: {type(e).__name__}: {e}")
-                retryable = idempotent
+                outcome = Outcome.MAYBE_SENT if idempotent else Outcome.FINAL
             else:
                 if status in ok or status == 204:
+                    if leader:
+                        self.leader = leader
                     return status, data
                 err = error_from_response(status, data)
-                retryable = status == 503 and idempotent
-            if not retryable or attempt >= self.retries:
+                if isinstance(err, NoLeader):
+                    outcome = Outcome.NO_LEADER
+                    self._move_on(base, to_leader)
+                else:
+                    if leader:  # the leader answered (a refusal, not an outage)
+                        self.leader = leader
+                    outcome = Outcome.MAYBE_SENT if status == 503 and idempotent else Outcome.FINAL
+            delay = retry.next_delay(outcome)
+            if delay is None:
                 raise err
-            attempt += 1
-            # Backoff only once every URL was tried in this round.
-            if attempt % len(self.urls) == 0 or len(self.urls) == 1:
-                delay = min(self.backoff_s * 2 ** (attempt // len(self.urls)), self.max_backoff_s)
-                await asyncio.sleep(delay * random.uniform(0.75, 1.25))
+            if delay:
+                await asyncio.sleep(delay)
 
     async def _send(self, method: str, url: str, body: bytes | None, ctype: str,
-                    params: Mapping[str, str] | None, timeout_s: float) -> tuple[int, bytes]:
+                    params: Mapping[str, str] | None, timeout_s: float) -> tuple[int, bytes, str | None]:
+        """One request, following redirects: (status, body, the leader a redirect named or None).
+
+        Raises aiohttp.ClientConnectorError if `url` refuses the connection, `_Misdirected`
+        if the target of a redirect does (nothing was sent either way)."""
         session = self._get_session()
         headers = {"Content-Type": ctype} if body is not None else {}
         timeout = aiohttp.ClientTimeout(total=timeout_s)
-        for _ in range(MAX_REDIRECTS + 1):
-            async with session.request(method, url, data=body, params=params, headers=headers,
-                                       allow_redirects=False, timeout=timeout) as resp:
-                if resp.status in (307, 308) and "Location" in resp.headers:
-                    # The query string is part of Location; keep method, body and token.
-                    url, params = urljoin(url, resp.headers["Location"]), None
-                    continue
-                return resp.status, await resp.read()
+        leader: str | None = None
+        for hop in range(MAX_REDIRECTS + 1):
+            try:
+                async with session.request(method, url, data=body, params=params, headers=headers,
+                                           allow_redirects=False, timeout=timeout) as resp:
+                    if resp.status in (307, 308) and "Location" in resp.headers:
+                        # The query string is part of Location; keep method, body and token.
+                        url, params = urljoin(url, resp.headers["Location"]), None
+                        leader = _leader_of(resp.headers.get("X-Tqd-Leader"), url)
+                        continue
+                    return resp.status, await resp.read(), leader
+            except aiohttp.ClientConnectorError as e:
+                if hop == 0:
+                    raise
+                assert leader is not None
+                raise _Misdirected(leader, url, e) from e
         raise ConnectionFailed(f"more than {MAX_REDIRECTS} redirects for {method} {url}")
 
     async def _json(self, method: str, path: str, obj: Any = None, **kw: Any) -> bytes:
@@ -532,6 +501,12 @@ class Client:
         data = await self._json("DELETE", f"/v1/queues/{_seg(queue)}/jobs", params={"state": state})
         return int(_any_dec.decode(data)["deleted"])
 
+    async def cluster(self) -> dict[str, Any]:
+        """`GET /v1/cluster` of the node that answers: its node id, role, term, leader and
+        position; a leader lists its followers with their lag. Keys may come and go."""
+        data = _any_dec.decode(await self._json("GET", "/v1/cluster"))
+        return dict(data) if isinstance(data, dict) else {}
+
     # -- working --
 
     async def lease(self, queues: str | Sequence[str], max: int = 1, wait: float = 0.0, *,
@@ -679,6 +654,9 @@ class SyncClient:
 
     def purge(self, queue: str, state: str) -> int:
         return self._run(self._client.purge(queue, state))
+
+    def cluster(self) -> dict[str, Any]:
+        return self._run(self._client.cluster())
 
     def lease(self, queues: str | Sequence[str], max: int = 1, wait: float = 0.0, *,
               worker: str | None = None, timeout: float | None = None) -> list[LeasedJob]:

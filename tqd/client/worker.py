@@ -8,16 +8,22 @@
 
     worker.run_forever()          # or: tqd worker myapp.tasks:worker
 
-The parts, each small: `_AckBatcher` turns many acks into few `POST /v1/ack`
+The parts, each small: `AckBatcher` (acks.py) turns many acks into few `POST /v1/ack`
 requests; `_Running` owns one job (its handler and its heartbeat loop);
 `Worker` is the lease loop plus startup and shutdown.
 
+Through a cluster failover a worker keeps its running jobs: the client waits out the
+time between leaders (see `Client`), and what still fails for a reason that may pass
+(no answer, `503`) is tried again: heartbeats within a second or so, acks and failure
+reports for as long as the job's lease may still be alive (by the last heartbeat that
+went through). Only then is an ack dropped (the job runs again once its lease expires).
+
 Lease loss (the job was cancelled, or its lease expired and it was handed out
-again) is detected at the next heartbeat. An async handler is then cancelled;
-a sync handler, which runs in a daemon thread of its own, should poll
-`job.cancelled` or call `job.check()` (a thread cannot be stopped from outside).
-Its eventual result is dropped: the server fences it with `409 lease_lost`.
-On a `409` the worker reads the job once to log why: "cancelled", or the
+again) is detected at the next heartbeat, and is final (after a failover too). An
+async handler is then cancelled; a sync handler, which runs in a daemon thread of its
+own, should poll `job.cancelled` or call `job.check()` (a thread cannot be stopped
+from outside). Its eventual result is dropped: the server fences it with `409
+lease_lost`. On a `409` the worker reads the job once to log why: "cancelled", or the
 lease was lost (expired, the job is now elsewhere).
 
 Shutdown (SIGTERM/SIGINT, or `stop()`): stop leasing, give running jobs
@@ -50,7 +56,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .api import Client, ClientError, InvalidRequest, LeasedJob, LeaseLost, NotFound
+from .acks import AckBatcher, again, retry_delay
+from .api import Client, ClientError, InvalidRequest, LeasedJob, LeaseLost, NotFound, transient
 
 __all__ = ["Worker", "JobContext", "Retry", "Fatal", "JobCancelled", "Handler"]
 
@@ -137,56 +144,6 @@ class JobContext:
             self._cancelled.set()
 
 
-class _AckBatcher:
-    """Collects acks while one `POST /v1/ack` is in flight and sends them as the next batch."""
-
-    def __init__(self, client: Client, max_batch: int = 500) -> None:
-        self.client = client
-        self.max_batch = max_batch
-        self._pending: list[tuple[str, str, msgspec.Raw, asyncio.Future[str | None]]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="tqd-acks")
-
-    async def ack(self, job: LeasedJob, result: bytes) -> str | None:
-        """Queue an ack; returns None when stored, else the error code (lease_lost, ...)."""
-        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((job.id, job.lease, msgspec.Raw(result), fut))
-        self._wake.set()
-        return await fut
-
-    async def _loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
-                await self._send(batch)
-
-    async def _send(self, batch: list[tuple[str, str, msgspec.Raw, asyncio.Future[str | None]]]) -> None:
-        try:
-            lines = await self.client.ack_many((i, ls, r) for i, ls, r, _ in batch)
-            errors: list[str | None] = [ln.error if not ln.ok else None for ln in lines]
-        except ClientError as e:
-            log.error("ack of %d job(s) failed: %s (they will run again when their lease expires)",
-                      len(batch), e)
-            errors = [e.code] * len(batch)
-        for (*_, fut), err in zip(batch, errors, strict=False):
-            if not fut.done():
-                fut.set_result(err)
-
-    async def stop(self) -> None:
-        """Send what is pending, then end the loop."""
-        if self._pending:
-            batch, self._pending = self._pending, []
-            await self._send(batch)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-
 async def _in_thread(fn: Handler, ctx: JobContext, live: set[threading.Thread]) -> Any:
     """Run a sync handler in a daemon thread (one per job: a stuck handler cannot block exit)."""
     loop = asyncio.get_running_loop()
@@ -230,7 +187,9 @@ async def _give_back(client: Client, job: LeasedJob, why: str, elapsed: str = ""
                      started: bool = True) -> None:
     """Give a leased job back for another worker to take at once (worker shutdown). A job
     that never started is released (its lease does not count as an attempt); one whose
-    handler was interrupted fails with retry_in 0 (it ran, so the attempt counts)."""
+    handler was interrupted fails with retry_in 0 (it ran, so the attempt counts). One
+    call (the client waits out a failover): retrying longer would only hold up the
+    shutdown for a job that runs again anyway once its lease expires."""
     try:
         if started:
             await client.fail(job.id, job.lease, "worker shutdown", None, retry=True, retry_in=0)
@@ -250,6 +209,7 @@ class _Running:
         self.ctx = JobContext(job, w.name)
         self.lease_s = w.lease_timeout_s or job.timeout or 60.0
         self.started = time.monotonic()
+        self.lease_until = self.started + self.lease_s  # by our clock, moved on by each heartbeat
         self.released = False  # set when the worker gave the job back at shutdown
         self.handler_task: asyncio.Task[Any] | None = None
 
@@ -300,7 +260,7 @@ class _Running:
         except (TypeError, msgspec.EncodeError) as e:
             await self._fail(f"result is not JSON: {e}", None, retry=False, retry_in=None)
             return
-        err = await self.w.acks.ack(self.job, raw)
+        err = await self.w.acks.ack(self.job, raw, lambda: self.lease_until)
         if err is None:
             log.info("%s ← %s %s ● %s", self._elapsed(), self.job.id, self.job.type,
                      _short(raw))
@@ -309,7 +269,8 @@ class _Running:
             log.warning("%s ⊘ %s %s finished, but %s; result dropped", self._elapsed(), self.job.id,
                         self.job.type, why)
         else:
-            log.warning("%s ⊘ %s %s ack refused: %s", self._elapsed(), self.job.id, self.job.type, err)
+            log.warning("%s ⊘ %s %s ack not stored (%s); it runs again when its lease expires",
+                        self._elapsed(), self.job.id, self.job.type, err)
 
     async def _fail(self, error: str, details: str | None, *, retry: bool,
                     retry_in: float | None) -> None:
@@ -318,8 +279,10 @@ class _Running:
                         self.job.type, error)
             return
         try:
-            res = await self.w.client.fail(self.job.id, self.job.lease, error, details, retry=retry,
-                                           retry_in=retry_in)
+            # A repeated fail is answered as the first was: safe to make again.
+            res = await again(lambda: self.w.client.fail(self.job.id, self.job.lease, error, details,
+                                                          retry=retry, retry_in=retry_in),
+                               lambda: self.lease_until, f"failure report of {self.job.id}")
         except (LeaseLost, NotFound) as e:
             why = await _lost_reason(self.w.client, self.job.id, e.code)
             log.warning("%s ⊘ %s %s failed, but %s: %s", self._elapsed(), self.job.id, self.job.type,
@@ -338,12 +301,15 @@ class _Running:
                         error)
 
     async def _heartbeats(self) -> None:
-        """Extend the lease every third of its length, sending the handler's latest progress."""
+        """Extend the lease every third of its length, sending the handler's latest progress;
+        after a failure, again soon (backing off up to that third)."""
         interval = max(self.lease_s / 3, 0.05)
+        delay, failures = interval, 0
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(delay)
             ctx = self.ctx
             progress, ctx._progress_dirty = (ctx._progress if ctx._progress_dirty else None), False
+            sent = time.monotonic()
             try:
                 try:
                     await self.w.client.heartbeat(self.job.id, self.job.lease, extend=self.lease_s,
@@ -358,9 +324,14 @@ class _Running:
                 self.lose(await _lost_reason(self.w.client, self.job.id, e.code))
                 return
             except ClientError as e:
-                log.warning("heartbeat of %s failed: %s", self.job.id, e)
+                failures += 1
+                delay = min(retry_delay(failures), interval) if transient(e) else interval
+                log.warning("heartbeat of %s failed: %s; again in %.1fs", self.job.id, e, delay)
                 if progress is not None:
                     ctx._progress_dirty = True  # send the latest value next time
+            else:
+                self.lease_until = max(self.lease_until, sent + self.lease_s)
+                delay, failures = interval, 0
 
     def lose(self, reason: str) -> None:
         self.ctx._cancel(reason)
@@ -407,7 +378,7 @@ class Worker:
         self.burst_wait_s = burst_wait_s
         self.handlers: dict[str, Handler] = {}
         self.client: Client = None  # type: ignore[assignment]  # made in run()
-        self.acks: _AckBatcher = None  # type: ignore[assignment]
+        self.acks: AckBatcher = None  # type: ignore[assignment]
         self.running: dict[str, _Running] = {}
         self.threads: set[threading.Thread] = set()  # sync handlers, some maybe given up on
         self.jobs_done = 0
@@ -457,7 +428,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         self.client = Client(self.url, token=self.token)
-        self.acks = _AckBatcher(self.client)
+        self.acks = AckBatcher(self.client)
         self.acks.start()
         log.info("worker %s: queues %s, concurrency %d, types %s%s", self.name, ",".join(self.queues),
                  self.concurrency, ",".join(sorted(self.handlers)), " (burst)" if self.burst else "")
