@@ -29,8 +29,10 @@ if TYPE_CHECKING:
         Job,
         LeasedJob,
         LeaseLost,
+        NoLeader,
         NotFound,
         NotReady,
+        NotReplicated,
         PayloadTooLarge,
         RateLimited,
         ServerError,
@@ -42,14 +44,14 @@ if TYPE_CHECKING:
 
 _CLIENT = ("Client", "SyncClient", "Job", "LeasedJob", "ClientError", "ConnectionFailed", "Forbidden",
            "InvalidJob", "InvalidQueue", "InvalidRequest", "InvalidState", "LeaseLost", "NotFound",
-           "NotReady", "PayloadTooLarge", "RateLimited", "ServerError", "StorageFull", "Unauthorized")
+           "NotReady", "NoLeader", "NotReplicated", "PayloadTooLarge", "RateLimited", "ServerError", "StorageFull", "Unauthorized")
 _WORKER = ("Worker", "JobContext", "Retry", "Fatal", "JobCancelled")
 _LAZY = {**{n: "client.api" for n in _CLIENT}, **{n: "client.worker" for n in _WORKER}}
 __all__ = [  # noqa: RUF022 - grouped as above
     "__version__", "Client", "SyncClient", "Job", "LeasedJob", "ClientError", "ConnectionFailed",
     "Forbidden", "InvalidJob", "InvalidQueue", "InvalidRequest", "InvalidState", "LeaseLost", "NotFound",
-    "NotReady", "PayloadTooLarge", "RateLimited", "ServerError", "StorageFull", "Unauthorized",
-    "Worker", "JobContext", "Retry", "Fatal", "JobCancelled",
+    "NotReady", "NoLeader", "NotReplicated", "PayloadTooLarge", "RateLimited", "ServerError",
+    "StorageFull", "Unauthorized", "Worker", "JobContext", "Retry", "Fatal", "JobCancelled",
 ]
 
 

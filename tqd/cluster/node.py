@@ -99,6 +99,9 @@ class Node:
         self.replicas.isr = [self.id]
 
     async def start(self) -> None:
+        for junk in [*self.settings.data_dir.glob("snapshot-*.in"),
+                     *self.settings.data_dir.glob("snapshots/*")]:
+            junk.unlink(missing_ok=True)  # half-made snapshots of an earlier run
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=16), headers={"User-Agent": "tqd-node"})
         loops = self.service.loops
@@ -238,6 +241,8 @@ class Node:
     async def _watch(self) -> None:
         got = await self._call(self.store.read())
         self._observe(got)
+        if got is not None and got[0].holder is not None and time.monotonic() - self.seen_at > self.ttl:
+            self._set_leader(None)  # the holder has stopped renewing: writes get 503, not a 307 to it
         if not self._may_lead(got[0] if got else None):
             return
         if got is None:  # a new cluster: the first to create the lease leads term 1

@@ -209,6 +209,7 @@ class Writer:
         log.WrongTerm unless term is above the log's. Call between batches."""
         if self._stale:
             self._reload()
+        self.log_pins.clear()  # a new leadership: its followers pin the log anew
         tx = self.store.write(self.meta, self.local, self.qstats)
         try:
             tx.begin_term(term)

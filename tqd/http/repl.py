@@ -104,7 +104,8 @@ async def repl_log(request: web.Request) -> web.Response:
     service = node.service
     fid, url = _follower(request)
     after, term = _int(request, "after"), _int(request, "term")
-    wait = min(30.0, max(0.0, float(_int(request, "wait", 0, 0))))
+    # at most the in-sync lag: a follower that died in a fetch is then seen gone in time
+    wait = min(node.replicas.lag_s, float(_int(request, "wait", 0, 0)))
     check_position(service, after, term)
     info = node.replicas.on_fetch(fid, url, after)
     service.pin_log(fid, after + 1)
@@ -154,7 +155,8 @@ def cluster_status(request: web.Request, service: QueueService) -> web.Response:
     if node is None:
         pos = service.position
         body: dict[str, Any] = {"node": service.s.node_id or None, "role": "standalone",
-                                "term": pos.term, "leader": None, "applied_seq": pos.seq,
+                                "term": pos.term, "leader": None, "url": None,
+                                "applied_seq": pos.seq, "writable": service.leading,
                                 "followers": []}
     else:
         body = node.status()
