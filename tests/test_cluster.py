@@ -186,3 +186,30 @@ def test_a_read_replica_never_takes_over(tmp_path: Path) -> None:
         st = replica.status()
         assert st is not None and st["role"] == "follower"
         assert get_json(f"{replica.url}/v1/jobs/{jid}")[0] == 200  # it still serves reads
+
+
+def test_only_a_member_of_the_in_sync_set_takes_over(tmp_path: Path) -> None:
+    """A follower that fell out of the in-sync set lacks acknowledged writes: when the
+    leader dies it must not lead, even if it is the only node left; a member does."""
+    with Cluster(tmp_path, n=3, sync=1).start() as c:
+        leader = c.settled()
+        behind, member = [n for n in c.nodes if n is not leader]
+        behind.signal(signal.SIGSTOP)
+        try:
+            # the write waits for `behind`, until the leader takes it out of the set
+            jid = Api(leader.url).enqueue_ok("q", {"payload": "acked without behind"})
+            st = leader.status()
+            assert st is not None and behind.name not in st["isr"], st
+            member.kill()
+            leader.kill()
+        finally:
+            behind.signal(signal.SIGCONT)
+        time.sleep(3 * c.ttl)
+        st = behind.status()
+        assert st is not None and st["role"] == "follower" and not st["writable"], st
+        member.start()
+        assert c.leader(exclude=behind) is member
+        assert get_json(f"{member.url}/v1/jobs/{jid}")[0] == 200
+        leader.start()
+        c.settled()
+        _job_everywhere(c, jid)
