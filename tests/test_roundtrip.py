@@ -118,12 +118,13 @@ def test_an_undecodable_message_fails_alone() -> None:
 async def test_an_unreadable_answer_fails_only_its_request() -> None:
     import asyncio
 
-    from tqd.engine import process as wp
+    from tqd.engine import link as wp
+    from tqd.engine.remote import RemoteWriter, WriterHandle
     from tqd.errors import Internal
     from tqd.queue import ops
 
     commits: list[Any] = []
-    rw = wp.RemoteWriter(wp.WriterHandle(0, None), commits.append)  # type: ignore[arg-type]
+    rw = RemoteWriter(WriterHandle(0, None), commits.append)  # type: ignore[arg-type]
     rw._loop = asyncio.get_running_loop()
     rw._send = lambda m: None  # type: ignore[method-assign]
     f_bad = rw.submit(ops.Redrive(1.0, "q", 1))  # expects an int back

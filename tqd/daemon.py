@@ -24,7 +24,7 @@ from . import __version__
 from .cluster.lease import LeaseStoreError, LeaseStoreUnsafe, open_lease_store
 from .cluster.node import Node
 from .config import Settings
-from .engine.process import WriterHandle
+from .engine.remote import WriterHandle
 from .http.app import IN_FLIGHT, make_app
 from .http.conn import connection_limit, make_runner
 from .http.repl import NODE

@@ -23,7 +23,8 @@ import msgspec
 
 from .clock import Clock, SystemClock
 from .config import Settings
-from .engine.process import RemoteWriter, WriterHandle, spawn
+from .engine.process import spawn
+from .engine.remote import RemoteWriter, WriterHandle
 from .engine.writer import Commit, Writer
 from .errors import InvalidRequest, NoLeader, NotReady, NotReplicated, StorageFull, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, QueueStats
