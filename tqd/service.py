@@ -16,6 +16,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ class _Held(msgspec.Struct):
 
 
 _held_dec = msgspec.json.Decoder(_Held)
+_entry_head = msgspec.msgpack.Decoder(tuple[int, int, int, msgspec.Raw])  # term, seq, kind, fx
+_raws_enc = msgspec.msgpack.Encoder()
 
 
 class QueueService:
@@ -97,6 +100,7 @@ class QueueService:
         self.write_gate_until = 0.0 if settings.lease_store else float("inf")
         # waits until enough followers hold the log up to a seq (--sync-replicas), or raises
         self.sync_gate: Callable[[int], Awaitable[None]] | None = None
+        self._snapshots: ThreadPoolExecutor | None = None  # made on the first snapshot
 
     # ---- life cycle ----------------------------------------------------------
 
@@ -154,6 +158,8 @@ class QueueService:
         if self._background:  # releases of orphaned leases: let them land
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.writer.stop()
+        if self._snapshots is not None:
+            self._snapshots.shutdown(wait=True)
         self.store.close()
         os.close(self._lock_fd)
 
@@ -274,12 +280,23 @@ class QueueService:
             got = t.log_entries(seq - 1, 1)
         if not got or got[0][0] != seq:
             return None
-        return int(msgspec.msgpack.decode(got[0][1], type=list[Any])[0])
+        return _entry_head.decode(got[0][1])[0]  # (not the effects: an entry may be MiBs)
+
+    async def log_batch(self, after_seq: int, limit: int, max_bytes: int) -> bytes:
+        """The log entries after ``after_seq`` as a follower gets them (a msgpack array of
+        entries as stored; empty: none), read and framed off the event loop."""
+        def read() -> bytes:
+            raws = [raw for _, raw in self.log_entries(after_seq, limit, max_bytes)]
+            return _raws_enc.encode(raws) if raws else b""
+        return await asyncio.get_running_loop().run_in_executor(None, read)
 
     async def snapshot(self, path: Path) -> Position:
-        """Write a snapshot file of this store (storage.snapshot), off the event loop."""
+        """Write a snapshot file of this store (storage.snapshot), off the event loop, one
+        at a time (in a thread of its own: the default executor serves the lease store)."""
+        if self._snapshots is None:
+            self._snapshots = ThreadPoolExecutor(1, thread_name_prefix="tqd-snapshot")
         return await asyncio.get_running_loop().run_in_executor(
-            None, snapshot.export, self.store, path)
+            self._snapshots, snapshot.export, self.store, path)
 
     async def apply_entries(self, entries: list[bytes]) -> Position:
         """Follower: apply a leader's entries (LogDiverged: start again from a snapshot)."""

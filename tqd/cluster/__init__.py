@@ -1,9 +1,11 @@
-"""The cluster: lease, replication, roles.
+"""The cluster: the leader lease, log shipping, the roles.
 
-So far it holds the leader lease's storage (lease.py: the Lease record, the LeaseStore
-contract, the file:// store; lease_s3.py: the s3:// store on obstore). The election loop
-that drives it, replication and the roles come later.
+- lease.py, lease_s3.py: the Lease record and its stores (file:// with flock, s3:// with
+  conditional writes through obstore);
+- node.py: the lease loop and the node's role (leader, follower), driving the service;
+- follower.py: a follower's fetch-and-apply loop, and its bootstrap from a snapshot;
+- replicas.py: the leader's view of its followers, sync waits, the in-sync set.
 
-It may import ``tqd.errors`` and ``tqd.config``; never ``tqd.http``, ``tqd.service`` or
-aiohttp (a store talks to its backend through obstore or the local file system only).
+The package drives tqd.service (and talks HTTP to other nodes through aiohttp's client);
+it knows neither the HTTP server, the writer process nor LMDB (pyproject's contract).
 """

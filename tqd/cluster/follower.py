@@ -123,7 +123,8 @@ class Follower:
         path = node.settings.data_dir / f"snapshot-{uuid.uuid4().hex}.in"
         loop = asyncio.get_running_loop()
         try:
-            timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+            # the leader writes the whole snapshot before its first byte: allow for a big one
+            timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
             async with node.session.get(leader + "/v1/_repl/snapshot", params=self._params(),
                                         timeout=timeout) as r:
                 if r.status != 200:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import socket
 import time
@@ -66,6 +67,8 @@ class Node:
         self.seen_at = time.monotonic()  # when seen_etag was first seen (or last renewed)
         self.valid_until = 0.0  # leader: the write gate's end
         self.store_ok = True
+        self._renew_seq = 0  # the last renew_seq this node wrote: never reused, even after a
+        # write whose answer was lost (which one landed is told by it)
         self.stopping = False  # shutting down: never take the lease
         self.apply_lock = asyncio.Lock()  # a follower's apply or restore, vs becoming leader
         self._lease_lock = asyncio.Lock()  # one lease write at a time
@@ -150,39 +153,45 @@ class Node:
                     log.warning("the lease store %s failed: %s%s", self.store.description, e,
                                 " (writes stop when the lease lapses)" if self.role == "leader" else "")
                     self.store_ok = False
-            for n in self.replicas.forget_idle(max(30.0, 3 * self.ttl)):
+            for n in self.replicas.forget_idle(max(300.0, 3 * self.ttl)):
                 self.service.pin_log(n, 0)
             await asyncio.sleep(max(0.0, tick - (time.monotonic() - started)))
 
     def _body(self, **changes: Any) -> Lease:
         base = self.lease
         assert base is not None
+        self._renew_seq = max(self._renew_seq, base.renew_seq) + 1
         fields: dict[str, Any] = {
             "holder": self.id, "incarnation": self.incarnation, "addr": self.advertise,
-            "term": base.term, "renew_seq": base.renew_seq + 1, "ttl_ms": int(self.ttl * 1000),
+            "term": base.term, "renew_seq": self._renew_seq, "ttl_ms": int(self.ttl * 1000),
             "commit_seq": self.service.position.seq, "isr": self.replicas.isr,
             "written_at_ms": int(time.time() * 1000)}
         fields.update(changes)
         return Lease(**fields)
 
     def _mine(self, lease: Lease) -> bool:
-        return (lease.holder == self.id and lease.incarnation == self.incarnation
-                and lease.term == self.term)
+        """Written by this very process (a node's incarnation is new at every start)."""
+        return lease.holder == self.id and lease.incarnation == self.incarnation
 
-    async def _swap_mine(self, body: Lease) -> bool:
-        """Write our lease (leader). True: written, and the gate moves on. False: another
-        node holds it now (this node has stepped down)."""
+    async def _swap_mine(self, body: Lease, again: bool = True) -> bool:
+        """Write our lease (leader). True: ``body`` is the lease now (the gate moves on if
+        its send time is known). False: not written; if another node holds the lease, this
+        one has stepped down."""
         assert self.etag is not None
         t_send = time.monotonic()
         try:
             etag = await self._call(self.store.swap(body, self.etag))
         except LeaseConflict:
             got = await self._call(self.store.read())
-            if got is not None and self._mine(got[0]):  # our earlier write landed after all
-                self.lease, self.etag = got  # (the gate moves on at the next renew)
-                return got[0].renew_seq == body.renew_seq
-            await self._step_down(got)
-            return False
+            if got is None or not self._mine(got[0]):
+                await self._step_down(got)
+                return False
+            # an earlier write of ours landed after all (its answer was lost): is it this one?
+            self.lease, self.etag = got
+            if got[0].renew_seq == body.renew_seq:
+                return True  # (its send time is unknown: the gate moves on at the next renew)
+            return again and await self._swap_mine(self._body(isr=body.isr, holder=body.holder),
+                                                   again=False)
         self.lease, self.etag = body, etag
         self._open_gate(t_send)
         return True
@@ -206,6 +215,8 @@ class Node:
         return ok
 
     def _open_gate(self, t_send: float) -> None:
+        if self.role != "leader" or self.stopping:  # (a renew that ends after a hand-over)
+            return
         self.valid_until = t_send + GATE_FRACTION * self.ttl
         self.seen_at = t_send
         self.service.writer.set_gate(self.valid_until)
@@ -241,20 +252,15 @@ class Node:
     async def _watch(self) -> None:
         got = await self._call(self.store.read())
         self._observe(got)
+        if got is not None and self._mine(got[0]):  # a takeover of ours landed unanswered
+            await self._become_leader(got[0], got[1], -math.inf, got[0].isr)
+            return
         if got is not None and got[0].holder is not None and time.monotonic() - self.seen_at > self.ttl:
             self._set_leader(None)  # the holder has stopped renewing: writes get 503, not a 307 to it
         if not self._may_lead(got[0] if got else None):
             return
-        if got is None:  # a new cluster: the first to create the lease leads term 1
-            body = Lease(holder=self.id, incarnation=self.incarnation, addr=self.advertise,
-                         term=1, ttl_ms=int(self.ttl * 1000), isr=[self.id],
-                         commit_seq=self.service.position.seq, written_at_ms=int(time.time() * 1000))
-            t_send = time.monotonic()
-            try:
-                etag = await self._call(self.store.create(body))
-            except LeaseConflict:
-                return
-            await self._become_leader(body, etag, t_send)
+        if got is None:
+            await self._create()
             return
         lease, etag = got
         wait = self.ttl
@@ -263,8 +269,9 @@ class Node:
         wait += random.uniform(0, self.ttl / 10)  # fewer races (each is safe: the swap decides)
         if lease.holder is not None and time.monotonic() - self.seen_at < wait:
             return
+        self._renew_seq = max(self._renew_seq, lease.renew_seq) + 1
         body = Lease(holder=self.id, incarnation=self.incarnation, addr=self.advertise,
-                     term=lease.term + 1, renew_seq=lease.renew_seq + 1, ttl_ms=int(self.ttl * 1000),
+                     term=lease.term + 1, renew_seq=self._renew_seq, ttl_ms=int(self.ttl * 1000),
                      commit_seq=self.service.position.seq, isr=[self.id],
                      written_at_ms=int(time.time() * 1000))
         t_send = time.monotonic()
@@ -273,18 +280,45 @@ class Node:
         except LeaseConflict:
             return
         log.info("took over the lease from %s (term %d)", lease.holder or "nobody", body.term)
-        await self._become_leader(body, new_etag, t_send)
+        await self._become_leader(body, new_etag, t_send, lease.isr)
 
-    async def _become_leader(self, body: Lease, etag: str, t_send: float) -> None:
+    async def _create(self) -> None:
+        """No lease object: a new cluster (or a lost lease: never delete it). The first node
+        to create it leads, in a term above any this node has seen."""
+        pos = self.service.position
+        term = max(self.term, pos.term) + 1
+        if pos.seq:
+            log.error("the lease object is missing while this node holds a log (at %d): it was "
+                      "deleted? Creating it in term %d; a node with a longer log may hold "
+                      "writes this one lacks", pos.seq, term)
+        self._renew_seq += 1
+        body = Lease(holder=self.id, incarnation=self.incarnation, addr=self.advertise,
+                     term=term, renew_seq=self._renew_seq, ttl_ms=int(self.ttl * 1000),
+                     isr=[self.id], commit_seq=pos.seq, written_at_ms=int(time.time() * 1000))
+        t_send = time.monotonic()
+        try:
+            etag = await self._call(self.store.create(body))
+        except LeaseConflict:
+            return
+        await self._become_leader(body, etag, t_send, [self.id])
+
+    async def _become_leader(self, body: Lease, etag: str, t_send: float,
+                             prev_isr: list[str]) -> None:
+        """``t_send``: when the winning write was sent (-inf: not known; the gate then opens
+        at the first renew). ``prev_isr``: the in-sync set before, written back if this node
+        gives the lease up at once."""
         async with self.apply_lock:  # no follower apply after this
-            self.role = "leader"
             self.lease, self.etag, self.term = body, etag, body.term
-            try:
-                await self.service.begin_term(body.term)  # the marker before any write
-            except TqdError as e:
-                log.error("cannot begin term %d: %s; giving the lease back", body.term, e.message)
+            if not self.stopping:
+                self.role = "leader"
+                try:
+                    await self.service.begin_term(body.term)  # the marker before any write
+                except TqdError as e:
+                    log.error("cannot begin term %d: %s; giving the lease back", body.term, e.message)
+                    self.role = "follower"
+            if self.role != "leader" or self.stopping:  # (or SIGTERM came meanwhile)
                 self.role = "follower"
-                await self._release()
+                await self._release(prev_isr)
                 return
         self.replicas.reset(body.isr)
         self.service.role = "leader"
@@ -310,29 +344,36 @@ class Node:
 
     async def _hand_over(self) -> None:
         """Clean shutdown of the leader: no more writes, a moment for the followers to catch
-        up, then the lease with no holder, so a follower takes over at its next poll."""
-        self._close_gate()
-        self.replicas.fail_all()
-        deadline = time.monotonic() + min(2.0, self.ttl / 2)
-        seq = self.service.position.seq
-        while time.monotonic() < deadline and any(
-                f.acked < seq for f in self.replicas.followers.values()):
-            await asyncio.sleep(0.02)
-        await self._release()
-        self.role = "follower"
-        self.service.role = "follower"
-
-    async def _release(self) -> None:
+        up, then the lease with no holder, so a follower takes over at its next poll. The
+        lease lock is held throughout: no renew reopens the gate meanwhile."""
         async with self._lease_lock:
-            if self.lease is None or self.etag is None:
-                return
-            body = self._body(holder=None)
-            try:
-                await self._call(self.store.swap(body, self.etag))
-                log.info("handed the lease over (term %d)", body.term)
-            except (LeaseConflict, LeaseStoreError) as e:
-                log.warning("could not hand the lease over (%s); a follower takes over after "
-                            "the TTL", e)
+            self._close_gate()
+            self.replicas.fail_all()
+            deadline = time.monotonic() + min(2.0, self.ttl / 2)
+            seq = self.service.position.seq
+            while time.monotonic() < deadline and any(
+                    f.acked < seq for f in self.replicas.followers.values()):
+                await asyncio.sleep(0.02)
+            await self._release_locked(None)
+            self._close_gate()
+            self.role = "follower"
+            self.service.role = "follower"
+
+    async def _release(self, isr: list[str] | None) -> None:
+        async with self._lease_lock:
+            await self._release_locked(isr)
+
+    async def _release_locked(self, isr: list[str] | None) -> None:
+        """Write the lease with no holder (``isr``: the in-sync set to leave; None: ours)."""
+        if self.lease is None or self.etag is None:
+            return
+        body = self._body(holder=None) if isr is None else self._body(holder=None, isr=isr)
+        try:
+            await self._call(self.store.swap(body, self.etag))
+            log.info("handed the lease over (term %d)", body.term)
+        except (LeaseConflict, LeaseStoreError) as e:
+            log.warning("could not hand the lease over (%s); a follower takes over after "
+                        "the TTL", e)
 
     # ---- status ------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import NoLeader, NotReplicated
+from ..errors import NotReplicated
 from ..supervisor import LoopState
 
 
@@ -91,6 +91,13 @@ class Replicas:
         self._notify()
         return f
 
+    def seen_by(self, node: str, url: str) -> None:
+        """A follower that asks for a snapshot: known (its pin is kept while it restores)."""
+        f = self.followers.get(node)
+        if f is None:
+            f = self.followers[node] = FollowerInfo(node, url)
+        f.seen = time.monotonic()
+
     def fetched(self, f: FollowerInfo) -> None:
         f.seen = time.monotonic()
 
@@ -116,9 +123,10 @@ class Replicas:
         this node stops leading meanwhile)."""
         deadline = time.monotonic() + self.timeout_s
         while not self._satisfied(seq):
-            if not self._leading():
-                raise NoLeader("this node stopped being the leader before the write was "
-                               "replicated; it may or may not survive: check before retrying")
+            if not self._leading():  # (not no_leader: that would say nothing was applied)
+                raise NotReplicated("this node stopped being the leader before the write was "
+                                    "replicated; it may or may not survive: check before "
+                                    "retrying")
             left = deadline - time.monotonic()
             if left <= 0:
                 have = sum(1 for f in self.followers.values() if f.acked >= seq)

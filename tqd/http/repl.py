@@ -21,21 +21,21 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from pathlib import Path
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from .. import protocol as p
 from ..cluster.node import Node
-from ..errors import InvalidRequest, LogDiverged, LogGone, NoLeader, TqdError
+from ..errors import InvalidRequest, LogDiverged, LogGone, NoLeader, StorageFull, TqdError
 from ..service import QueueService
+from ..storage.log import Position
 
 NODE = web.AppKey("node", Node)
 LOG_CTYPE = "application/x-tqd-log"
 MAX_FETCH_ENTRIES = 2000
 MAX_FETCH_BYTES = 8 << 20
-_enc = msgspec.msgpack.Encoder()
 
 
 def _int(request: web.Request, name: str, lo: int = 0, default: int | None = None) -> int:
@@ -108,7 +108,7 @@ async def repl_log(request: web.Request) -> web.Response:
     wait = min(node.replicas.lag_s, float(_int(request, "wait", 0, 0)))
     check_position(service, after, term)
     info = node.replicas.on_fetch(fid, url, after)
-    service.pin_log(fid, after + 1)
+    service.pin_log(fid, max(after, 1))  # the entry at `after` too: its term is checked
     info.polling += 1
     try:
         await service.wait_log(after, wait)
@@ -117,37 +117,48 @@ async def repl_log(request: web.Request) -> web.Response:
         node.replicas.fetched(info)
     if not node.leading:
         raise NoLeader("this node stopped being the leader")
-    entries = service.log_entries(after, MAX_FETCH_ENTRIES, MAX_FETCH_BYTES)
-    if not entries:
+    body = await service.log_batch(after, MAX_FETCH_ENTRIES, MAX_FETCH_BYTES)
+    if not body:
         return web.Response(status=204, headers=_position_headers(service))
-    return web.Response(body=_enc.encode([raw for _, raw in entries]), content_type=LOG_CTYPE,
-                        headers=_position_headers(service))
+    return web.Response(body=body, content_type=LOG_CTYPE, headers=_position_headers(service))
 
 
 async def repl_snapshot(request: web.Request) -> web.StreamResponse:
     node = _leader_node(request)
     service = node.service
-    fid, _ = _follower(request)
+    fid, url = _follower(request)
+    node.replicas.seen_by(fid, url)
+    service.pin_log(fid, max(service.position.seq, 1))  # held from before the snapshot's position
     snaps = service.s.data_dir / "snapshots"
-    snaps.mkdir(exist_ok=True)
     path = snaps / f"{uuid.uuid4().hex}.snap"
-    loop = asyncio.get_running_loop()
+    export = asyncio.ensure_future(_export(service, path))
     try:
-        pos = await service.snapshot(path)
-        service.pin_log(fid, pos.seq + 1)  # the follower goes on from there
+        pos = await asyncio.shield(export)
+    except asyncio.CancelledError:  # the follower left: the file goes once it is written
+        export.add_done_callback(lambda _: path.unlink(missing_ok=True))
+        raise
+    except OSError as e:
+        raise StorageFull(f"cannot write a snapshot: {e}") from None
+    service.pin_log(fid, max(pos.seq, 1))  # the follower goes on from there
+    try:
         f = path.open("rb")
     finally:
         path.unlink(missing_ok=True)  # (an open file stays readable)
+    loop = asyncio.get_running_loop()
     with f:
-        size = os.fstat(f.fileno()).st_size
         resp = web.StreamResponse(headers={"X-Tqd-Term": str(pos.term), "X-Tqd-Seq": str(pos.seq),
                                            "Content-Type": "application/octet-stream"})
-        resp.content_length = size
+        resp.content_length = os.fstat(f.fileno()).st_size
         await resp.prepare(request)
         while chunk := await loop.run_in_executor(None, f.read, 1 << 20):
             await resp.write(chunk)
         await resp.write_eof()
     return resp
+
+
+async def _export(service: QueueService, path: Path) -> Position:
+    path.parent.mkdir(exist_ok=True)
+    return await service.snapshot(path)
 
 
 def cluster_status(request: web.Request, service: QueueService) -> web.Response:

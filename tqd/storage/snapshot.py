@@ -45,6 +45,15 @@ def export(store: Store, path: Path) -> Position:
     """Write a snapshot of ``store`` to ``path`` (replaced); its position. Blocking: run it
     in a thread."""
     tmp = path.with_name(path.name + ".part")
+    try:
+        pos = _export(store, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # (a failed export, say a full disk, leaves nothing)
+    return pos
+
+
+def _export(store: Store, tmp: Path) -> Position:
     h = hashlib.blake2b(digest_size=16)
     n = 0
     with tmp.open("wb") as f, store.env.begin() as t:
@@ -67,7 +76,6 @@ def export(store: Store, path: Path) -> Position:
         _frame(f, None, [-1, n, h.hexdigest()])
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
     return pos
 
 
