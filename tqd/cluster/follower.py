@@ -61,7 +61,7 @@ class Follower:
             except (aiohttp.ClientError, TimeoutError) as e:
                 state.errors += 1
                 log.debug("fetch from %s failed: %s", leader, e)
-                await asyncio.sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
             state.runs += 1
@@ -78,8 +78,15 @@ class Follower:
             elif status != 204:
                 state.errors += 1
                 state.last_error = f"HTTP {status} from {leader}: {body[:200].decode(errors='replace')}"
-                await asyncio.sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, 1.0)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait before fetching again, but not past a change of leader."""
+        try:
+            await asyncio.wait_for(self.node.leader_changed.wait(), seconds)
+        except TimeoutError:
+            pass
 
     async def _fetch(self, leader: str) -> tuple[int, bytes] | None:
         """One fetch of the log; None if the leader changed meanwhile (a paused leader holds

@@ -59,8 +59,10 @@ def _node(request: web.Request) -> Node:
 
 
 def _leader_node(request: web.Request) -> Node:
+    """This node, if it holds the lease. Its gate may be closed (a hand-over, a renew late):
+    what it shipped was committed while it led, and the followers still catch up from it."""
     node = _node(request)
-    if not node.leading:
+    if node.role != "leader":
         raise NoLeader("this node is not the leader")
     lease_term = _int(request, "lease_term", 0, 0)
     if lease_term > node.term:
@@ -115,7 +117,7 @@ async def repl_log(request: web.Request) -> web.Response:
     finally:
         info.polling -= 1
         node.replicas.fetched(info)
-    if not node.leading:
+    if node.role != "leader":
         raise NoLeader("this node stopped being the leader")
     body = await service.log_batch(after, MAX_FETCH_ENTRIES, MAX_FETCH_BYTES)
     if not body:
