@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +29,6 @@ from .. import protocol as p
 from ..cluster.node import Node
 from ..errors import InvalidRequest, LogDiverged, LogGone, NoLeader, StorageFull, TqdError
 from ..service import QueueService
-from ..storage.log import Position
 
 NODE = web.AppKey("node", Node)
 LOG_CTYPE = "application/x-tqd-log"
@@ -133,7 +131,11 @@ async def repl_snapshot(request: web.Request) -> web.StreamResponse:
     service.pin_log(fid, max(service.position.seq, 1))  # held from before the snapshot's position
     snaps = service.s.data_dir / "snapshots"
     path = snaps / f"{uuid.uuid4().hex}.snap"
-    export = asyncio.ensure_future(_export(service, path))
+    try:
+        snaps.mkdir(exist_ok=True)
+    except OSError as e:
+        raise StorageFull(f"cannot write a snapshot: {e}") from None
+    export = asyncio.ensure_future(service.snapshot(path))
     try:
         pos = await asyncio.shield(export)
     except asyncio.CancelledError:  # the follower left: the file goes once it is written
@@ -156,11 +158,6 @@ async def repl_snapshot(request: web.Request) -> web.StreamResponse:
             await resp.write(chunk)
         await resp.write_eof()
     return resp
-
-
-async def _export(service: QueueService, path: Path) -> Position:
-    path.parent.mkdir(exist_ok=True)
-    return await service.snapshot(path)
 
 
 def cluster_status(request: web.Request, service: QueueService) -> web.Response:
