@@ -26,6 +26,7 @@ from .clock import Clock, SystemClock
 from .config import Settings
 from .engine.process import spawn
 from .engine.remote import RemoteWriter, WriterHandle
+from .engine.stats import Stats
 from .engine.writer import Commit, Writer
 from .errors import InvalidRequest, NoLeader, NotReady, NotReplicated, StorageFull, TqdError
 from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, QueueStats
@@ -467,6 +468,18 @@ class QueueService:
         with self.store.read() as t:
             qs = t.get_qstat(queue) or r.QStat()
             return self._stats(t, queue, qs)
+
+    def all_queue_stats(self) -> list[QueueStats]:
+        """Every queue's stats (for /metrics), in one read transaction."""
+        with self.store.read() as t:
+            return [self._stats(t, q, qs) for q, qs in t.all_qstats()]
+
+    async def writer_stats(self) -> Stats | None:
+        """What the writer process measured (None if it does not answer within 2 s)."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.writer.stats()), 2.0)
+        except (TimeoutError, TqdError):
+            return None
 
     def queue_page(self, after: str, limit: int) -> QueuePage:
         """Queues in name order after the cursor `after` ("" = from the first)."""

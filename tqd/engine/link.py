@@ -85,6 +85,12 @@ class GateMsg(msgspec.Struct, tag=9, array_like=True):
     until: float
 
 
+class StatsMsg(msgspec.Struct, tag=10, array_like=True):
+    """What the writer measured (answer: tqd.engine.stats.Stats as JSON)."""
+
+    rid: int
+
+
 class BadMsg:
     """A message that failed to decode (never sent; made by the receiver)."""
 
@@ -93,7 +99,7 @@ class BadMsg:
 
 
 Msg = (OpMsg | ParkMsg | UnparkMsg | UnparkAllMsg | StopMsg | PinMsg | ApplyMsg | RestoreMsg
-       | TermMsg | GateMsg)
+       | TermMsg | GateMsg | StatsMsg)
 Control = ApplyMsg | RestoreMsg | TermMsg
 OK, ERR = 0, 1
 # reply frame: (earliest due ms written or None, term, seq, [(rid, OK|ERR, JSON bytes)]); the

@@ -50,6 +50,7 @@ from ..queue.core import Core
 from ..storage.log import LogRejected, Position
 from ..storage.snapshot import SnapshotInvalid
 from ..storage.store import Store
+from . import stats
 from .link import (
     ERR,
     OK,
@@ -62,6 +63,7 @@ from .link import (
     ParkMsg,
     PinMsg,
     RestoreMsg,
+    StatsMsg,
     TermMsg,
     UnparkAllMsg,
     UnparkMsg,
@@ -216,6 +218,10 @@ def _sort(w: Writer, msgs: list[Any], parked: dict[int, Parked]) -> _Round:
                     r.out.append((p.rid, OK, b"[]"))
         elif isinstance(m, ApplyMsg | RestoreMsg | TermMsg):
             r.control.append(m)
+        elif isinstance(m, StatsMsg):
+            w.stats.parked = w.parked_entries()[1]
+            w.stats.log_pins = len(w.log_pins)
+            r.out.append((m.rid, OK, stats.encode(w.stats)))
         elif isinstance(m, BadMsg):
             r.out += _refused(m)
         else:

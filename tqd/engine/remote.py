@@ -29,6 +29,7 @@ from .link import (
     ParkMsg,
     PinMsg,
     RestoreMsg,
+    StatsMsg,
     StopMsg,
     TermMsg,
     UnparkAllMsg,
@@ -38,6 +39,7 @@ from .link import (
     _reply_dec,
     _split,
 )
+from .stats import Stats, stats_decoder
 from .writer import Commit
 
 log = logging.getLogger("tqd.writer")
@@ -147,6 +149,16 @@ class RemoteWriter(asyncio.Protocol):
     def restore(self, path: str) -> asyncio.Future[Position]:
         """Follower: replace the store with a snapshot file; its position."""
         return self._control(lambda rid: RestoreMsg(rid, path))
+
+    def stats(self) -> asyncio.Future[Stats]:
+        """What the writer measured (tqd.engine.stats)."""
+        assert self._loop is not None, "writer not started"
+        rid = next(self._rid)
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        if not self._gone(fut):
+            self._pending[rid] = (fut, stats_decoder, False)
+            self._send(StatsMsg(rid))
+        return fut
 
     def begin_term(self, term: int) -> asyncio.Future[Position]:
         """Leader: write the marker of ``term``; the position after it."""

@@ -44,6 +44,7 @@ from ..queue.core import Core
 from ..queue.records import Meta, QStat
 from ..storage.log import NOWHERE, LocalMeta, Position
 from ..storage.store import StorageFailed, Store, Tx
+from .stats import Stats
 
 log = logging.getLogger("tqd.writer")
 PARKED = object()  # result placeholder: this lease waits in the writer
@@ -67,15 +68,6 @@ class Commit:
                                              or other.min_due_ms < self.min_due_ms):
             self.min_due_ms = other.min_due_ms
         self.position = max(self.position, other.position)
-
-
-class WriterStats:
-    def __init__(self) -> None:
-        self.batches = 0
-        self.ops = 0
-        self.puts = 0
-        self.dels = 0
-        self.busy_s = 0.0
 
 
 class Parked:
@@ -108,7 +100,7 @@ class Writer:
         self.log_keep_bytes = log_keep_bytes
         self.log_max_bytes = log_max_bytes or 4 * log_keep_bytes
         self.log_pins: dict[str, int] = {}  # follower -> the first seq it still needs
-        self.stats = WriterStats()
+        self.stats = Stats()
         self.meta: Meta = store.load_meta()
         self.local: LocalMeta = store.load_local()
         self.term = self.local.term
@@ -396,7 +388,11 @@ class Writer:
                 tx.finish(self.term)
                 if not self.leading:  # the lease lapsed while this batch ran
                     raise _Fenced
+                t_commit = time.perf_counter()
                 tx.commit()  # fsync: only now may anyone be told
+                self.stats.commit(len(batch), time.perf_counter() - t_commit)
+                if tx.waits or tx.runs:
+                    self.stats.latencies(tx.waits, tx.runs)
                 if self._full_since is not None:
                     log.warning("storage has room again after %.1f s; writes go on",
                                 time.monotonic() - self._full_since)

@@ -292,6 +292,7 @@ class Lifecycle(Rules):
                 expires = op.now + (op.timeout if op.timeout is not None else spec.timeout)
                 st.state, st.ready_seq, st.done_token = r.ACTIVE, 0, None
                 st.attempt += 1
+                tx.waits.append((queue, op.now - (st.run_at or spec.created_at)))
                 st.started_at, st.lease_expires_at, st.worker = op.now, expires, op.worker
                 st.token = f"{tx.next_seq():x}.{op.salt:08x}"
                 self._claim_due(due, jid, st, ms(expires), r.DUE_LEASE)
@@ -347,6 +348,7 @@ class Lifecycle(Rules):
             if item.result is not None and item.result != b"null":
                 tx.put_extra(item.id, b"r", item.result)
                 st.extras |= r.HAS_RESULT
+            tx.runs.append((spec.queue, op.now - (st.started_at or op.now)))
             self._finish(tx, qs, item.id, st, r.COMPLETED, op.now, due)
             st.done_token = item.lease
             qs.completed_total += 1

@@ -37,6 +37,8 @@ class WriteTx(ReadView, Protocol):
     meta: Meta  # the sequences; a private copy, adopted by the writer once committed
     puts: int  # writes so far (a change that writes only counters counts one itself)
     ready_queues: dict[str, int]  # queue -> jobs made ready: whom to wake after commit
+    waits: list[tuple[str, float]]  # (queue, s from ready to leased), for metrics only
+    runs: list[tuple[str, float]]  # (queue, s from leased to completed), for metrics only
 
     # counters
     def next_seq(self) -> int: ...

@@ -346,6 +346,10 @@ class Tx(ReadTx):
         self.dels = 0
         self.ready_queues: dict[str, int] = {}  # queue -> jobs made ready (wake-ups)
         self.min_due_ms: int | None = None  # earliest due entry added
+        # (queue, seconds) seen by this transaction, for metrics once it commits: how long
+        # each leased job waited since it was ready, how long each completed job ran
+        self.waits: list[tuple[str, float]] = []
+        self.runs: list[tuple[str, float]] = []
 
     @property
     def writes(self) -> int:
