@@ -1,4 +1,5 @@
-"""The `tqd` command: `tqd serve` and the client commands (see commands.py)."""
+"""The `tqd` command: `tqd serve`, the client commands (tqd.client.commands) and
+`tqd token` (tqd.auth.commands)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"tqd: bad setting: {e}", file=sys.stderr)
         return 2
+    if settings.auth or settings.cluster_token_file:
+        from .auth.policy import load_credentials
+
+        try:  # here, before the writer is forked: a bad file is exit 2 with the reason
+            load_credentials(settings.auth, settings.cluster_token_file)
+        except ValueError as e:
+            print(f"tqd: bad setting: {e}", file=sys.stderr)
+            return 2
     try:
         run(settings)
     except DataDirLocked as e:
@@ -54,9 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"tqd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
+    from .auth import commands as token_commands
     from .client import commands
 
     commands.register(sub)
+    token_commands.register(sub)
     args = parser.parse_args(argv)
     rc: int = args.func(args)
     return rc

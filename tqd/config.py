@@ -89,6 +89,18 @@ class Settings:
                           "still commit); /readyz fails while the writer is this late"},
     )
 
+    # ---- access (see tqd.auth) ----
+    auth: str = field(
+        default="",
+        metadata={"help": "TOML file of access tokens, made with `tqd token create`; every /v1 "
+                          "call then needs one (re-read on SIGHUP). Empty: no auth, all open"},
+    )
+    cluster_token_file: str = field(
+        default="",
+        metadata={"help": "file holding the cluster's shared secret: followers send it, the "
+                          "leader asks it on /v1/_repl/* (required with auth in a cluster)"},
+    )
+
     # ---- cluster (without lease_store: standalone) ----
     lease_store: str = field(
         default="",
@@ -164,6 +176,9 @@ def _cluster_problems(s: Settings) -> list[str]:
         out.append(f"lease_store must be file:///dir or s3://bucket/prefix, got {s.lease_store!r}")
     if s.advertise and not s.advertise.startswith(("http://", "https://")):
         out.append(f"advertise must be an http:// or https:// URL, got {s.advertise!r}")
+    if s.lease_store and s.auth and not s.cluster_token_file:
+        out.append("cluster_token_file is required in a cluster with auth: with auth the "
+                   "replication endpoints take the cluster token only")
     return out
 
 

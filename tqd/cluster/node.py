@@ -33,10 +33,12 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
+from ..auth.policy import read_cluster_token
 from ..config import Settings
 from ..errors import TqdError
 from ..service import QueueService
@@ -105,8 +107,12 @@ class Node:
         for junk in [*self.settings.data_dir.glob("snapshot-*.in"),
                      *self.settings.data_dir.glob("snapshots/*")]:
             junk.unlink(missing_ok=True)  # half-made snapshots of an earlier run
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=16), headers={"User-Agent": "tqd-node"})
+        headers = {"User-Agent": "tqd-node"}
+        if self.settings.cluster_token_file:  # the leader's /v1/_repl/* ask for it (tqd.auth)
+            headers["Authorization"] = "Bearer " + read_cluster_token(
+                Path(self.settings.cluster_token_file)).decode()
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16),
+                                             headers=headers)
         loops = self.service.loops
         loops.start("lease", self._lease_loop)
         loops.start("replication", self.follower.loop)

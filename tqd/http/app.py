@@ -3,6 +3,10 @@
 A handler decodes (tqd.protocol), has the queue's rules check what it read
 (tqd.queue.validate, shared with every front end), makes one service call and encodes. What
 stays here is HTTP: query strings, the line of an NDJSON body an error is about, statuses.
+
+Who may call a route is a column of the route table (``need``, checked by tqd.http.auth
+before anything else, the leader's redirect included); the lease, bulk ack and queue list
+handlers check the queues they read through ``auth.guard(request)``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, NamedTuple
 from aiohttp import HttpVersion11, web
 
 from .. import protocol as p
+from ..auth.policy import Authenticator, Need, Right, Scope
 from ..errors import (
     Internal,
     InvalidJob,
@@ -24,12 +29,13 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
     TqdError,
+    Unauthorized,
 )
 from ..queue import validate
-from ..queue.ops import AckItem, NewJob
+from ..queue.ops import AckItem, AckOutcome, NewJob
 from ..service import QueueService
+from . import auth, repl
 from . import body as httpbody
-from . import repl
 from .body import DROP, NDJSON, BodyRule
 
 log = logging.getLogger("tqd.http")
@@ -81,6 +87,8 @@ def error_reply(e: TqdError) -> web.Response:
                         content_type="application/json")
     if e.close_connection:
         resp.force_close()
+    if isinstance(e, Unauthorized):
+        auth.www_authenticate(resp)
     return resp
 
 
@@ -94,6 +102,9 @@ class Route(NamedTuple):
     # changes state: the cluster sends it to the leader, the security layer wants a writer's
     # role for it. No default: a new route must say which it is.
     write: bool
+    # who may call it (tqd.auth.policy: a right, and where the queue it touches comes from).
+    # No default either: a new route must say who may call it.
+    need: Need
     body: BodyRule = BodyRule()  # the routes that take no body still have a limit
 
 
@@ -116,6 +127,7 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
     route = _route(request)
     try:
         if route is not None:
+            await _authorize(request, route)  # no body is asked for before the caller may send it
             httpbody.check_head(request, route.body, svc(request).s)
     except TqdError as e:
         request[DROP] = True  # the client waits for our word: no body is coming to drain
@@ -187,6 +199,7 @@ async def enqueue(request: web.Request) -> web.Response:
 async def lease(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
     req = validate.lease(p.decode_lease(body))
+    auth.guard(request).check_queues(req.queues)
     jobs = await svc(request).lease(req.queues, req.max, req.wait, req.worker, req.timeout)
     if not jobs:
         return web.Response(status=204)
@@ -215,7 +228,11 @@ async def ack_bulk(request: web.Request) -> web.Response:
             raise _at_line(e, n) from None
     if not items:
         raise InvalidRequest("bulk ack has no lines")
-    outcomes = await service.ack_many(items)
+    hidden = await auth.guard(request).hidden_jobs(service, [i.id for i in items])
+    shown = [i for i in items if i.id not in hidden]
+    done = iter(await service.ack_many(shown) if shown else [])
+    # the lines in order; a line for a job the token may not see fails as a missing job would
+    outcomes = [AckOutcome(i.id, "not_found") if i.id in hidden else next(done) for i in items]
     return reply_lines([p.AckLineResult(o.id, o.error is None, o.error) for o in outcomes])
 
 
@@ -268,7 +285,7 @@ async def list_queues(request: web.Request) -> web.Response:
     q = request.query
     limit = _int_param(q.get("limit", str(validate.MAX_PAGE)), "limit", 1, validate.MAX_PAGE)
     after = validate.queue_cursor(q.get("after", ""))
-    return reply(svc(request).queue_page(after, limit))
+    return reply(auth.guard(request).queue_page(svc(request), after, limit))
 
 
 async def delete_queue(request: web.Request) -> web.Response:
@@ -335,12 +352,32 @@ async def cluster(request: web.Request) -> web.Response:
 _HTTP_CODES = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
 
 
+async def _authorize(request: web.Request, route: Route) -> auth.Guard:
+    return await auth.authorize(request, route.need, route.handler.__name__, svc(request))
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     in_flight = request.app[IN_FLIGHT]
     in_flight.enter()
     try:
-        route = _route(request)
+        resp = await _answer(request, handler)
+        g = request.get(auth.GUARD)
+        if g is not None:
+            g.done(resp.status, request.get(_ERROR_CODE))
+        return resp
+    finally:
+        in_flight.leave()
+
+
+_ERROR_CODE = "tqd.error_code"
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = _route(request)
+    try:
+        if route is not None:
+            await _authorize(request, route)  # before the leader's redirect: no token, no hint
         if route is not None and route.write and not svc(request).leading:
             return repl.not_leader_reply(svc(request), request, NoLeader("this node is not the leader"))
         if route is not None and not route.body.takes_body:  # the others check in read_body
@@ -354,6 +391,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             resp.headers["X-Tqd-Leader"] = svc(request).leader_url or ""
         return resp
     except TqdError as e:
+        request[_ERROR_CODE] = e.code
         return error_reply(e)
     except web.HTTPException as e:
         if e.status < 400:
@@ -374,35 +412,43 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     except Exception:
         log.exception("bug: unhandled error in %s %s", request.method, request.path)
+        request[_ERROR_CODE] = Internal.code
         return error_reply(Internal("internal error (a bug); see the server log"))
-    finally:
-        in_flight.leave()
 
+
+# who may call what (docs/protocol.md "Auth"); tqd.auth.policy has the roles' rights
+OPEN = Need(Right.OPEN, Scope.NONE)
+CLUSTER = Need(Right.CLUSTER, Scope.NONE)
+READ_ANY = Need(Right.READ, Scope.NONE)
+READ_LISTED, READ_QUEUE, READ_JOB = (Need(Right.READ, s) for s in (Scope.BODY, Scope.PATH, Scope.JOB))
+ENQUEUE = Need(Right.ENQUEUE, Scope.PATH)
+WORK_LISTED, WORK_JOB = Need(Right.WORK, Scope.BODY), Need(Right.WORK, Scope.JOB)
+MANAGE_QUEUE, MANAGE_JOB = Need(Right.MANAGE, Scope.PATH), Need(Right.MANAGE, Scope.JOB)
 
 ROUTES: list[Route] = [
-    Route("POST", "/v1/queues/{queue}/jobs", enqueue, WRITE, BodyRule("job", "bulk", InvalidJob)),
-    Route("GET", "/v1/queues/{queue}/jobs", list_jobs, READ),
-    Route("DELETE", "/v1/queues/{queue}/jobs", purge, WRITE),
-    Route("GET", "/v1/queues", list_queues, READ),
-    Route("GET", "/v1/queues/{queue}", queue_stats, READ),
-    Route("DELETE", "/v1/queues/{queue}", delete_queue, WRITE),
-    Route("POST", "/v1/queues/{queue}/pause", pause, WRITE),
-    Route("POST", "/v1/queues/{queue}/resume", resume, WRITE),
-    Route("POST", "/v1/queues/{queue}/redrive", redrive, WRITE, BodyRule("small")),
-    Route("POST", "/v1/lease", lease, WRITE, BodyRule("small")),
-    Route("POST", "/v1/ack", ack_bulk, WRITE, BodyRule("bulk_ack")),
-    Route("GET", "/v1/jobs/{id}", get_job, READ),
-    Route("DELETE", "/v1/jobs/{id}", cancel_job, WRITE),
-    Route("POST", "/v1/jobs/{id}/ack", ack, WRITE, BodyRule("result")),
-    Route("POST", "/v1/jobs/{id}/fail", fail, WRITE, BodyRule("fail")),
-    Route("POST", "/v1/jobs/{id}/heartbeat", heartbeat, WRITE, BodyRule("result")),
-    Route("POST", "/v1/jobs/{id}/release", release, WRITE, BodyRule("small")),
-    Route("POST", "/v1/jobs/{id}/retry", retry_job, WRITE),
-    Route("GET", "/v1/cluster", cluster, READ),
-    Route("GET", "/v1/_repl/log", repl.repl_log, READ),
-    Route("GET", "/v1/_repl/snapshot", repl.repl_snapshot, READ),
-    Route("GET", "/healthz", healthz, READ),
-    Route("GET", "/readyz", readyz, READ),
+    Route("POST", "/v1/queues/{queue}/jobs", enqueue, WRITE, ENQUEUE, BodyRule("job", "bulk", InvalidJob)),
+    Route("GET", "/v1/queues/{queue}/jobs", list_jobs, READ, READ_QUEUE),
+    Route("DELETE", "/v1/queues/{queue}/jobs", purge, WRITE, MANAGE_QUEUE),
+    Route("GET", "/v1/queues", list_queues, READ, READ_LISTED),
+    Route("GET", "/v1/queues/{queue}", queue_stats, READ, READ_QUEUE),
+    Route("DELETE", "/v1/queues/{queue}", delete_queue, WRITE, MANAGE_QUEUE),
+    Route("POST", "/v1/queues/{queue}/pause", pause, WRITE, MANAGE_QUEUE),
+    Route("POST", "/v1/queues/{queue}/resume", resume, WRITE, MANAGE_QUEUE),
+    Route("POST", "/v1/queues/{queue}/redrive", redrive, WRITE, MANAGE_QUEUE, BodyRule("small")),
+    Route("POST", "/v1/lease", lease, WRITE, WORK_LISTED, BodyRule("small")),
+    Route("POST", "/v1/ack", ack_bulk, WRITE, WORK_LISTED, BodyRule("bulk_ack")),
+    Route("GET", "/v1/jobs/{id}", get_job, READ, READ_JOB),
+    Route("DELETE", "/v1/jobs/{id}", cancel_job, WRITE, MANAGE_JOB),
+    Route("POST", "/v1/jobs/{id}/ack", ack, WRITE, WORK_JOB, BodyRule("result")),
+    Route("POST", "/v1/jobs/{id}/fail", fail, WRITE, WORK_JOB, BodyRule("fail")),
+    Route("POST", "/v1/jobs/{id}/heartbeat", heartbeat, WRITE, WORK_JOB, BodyRule("result")),
+    Route("POST", "/v1/jobs/{id}/release", release, WRITE, WORK_JOB, BodyRule("small")),
+    Route("POST", "/v1/jobs/{id}/retry", retry_job, WRITE, MANAGE_JOB),
+    Route("GET", "/v1/cluster", cluster, READ, READ_ANY),
+    Route("GET", "/v1/_repl/log", repl.repl_log, READ, CLUSTER),
+    Route("GET", "/v1/_repl/snapshot", repl.repl_snapshot, READ, CLUSTER),
+    Route("GET", "/healthz", healthz, READ, OPEN),
+    Route("GET", "/readyz", readyz, READ, OPEN),
 ]
 _BY_HANDLER: dict[Handler, Route] = {r.handler: r for r in ROUTES}
 
@@ -421,6 +467,12 @@ def make_app(service: QueueService) -> web.Application:
                           client_max_size=max(row.size(s) for row in p.BODY_LIMITS.values()))
     app[SERVICE] = service
     app[IN_FLIGHT] = InFlight()
+    if s.auth or s.cluster_token_file:
+        try:
+            app[auth.AUTH] = Authenticator(s.auth, s.cluster_token_file)
+        except ValueError as e:  # (TokenFileError too) checked at start; changed since?
+            raise SystemExit(f"tqd: bad setting: {e}") from None
+    app.cleanup_ctx.append(auth.auth_ctx)
     app.on_response_prepare.append(_close_when_draining)
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler, expect_handler=_expect)

@@ -1,0 +1,106 @@
+"""`tqd token create | list | revoke`: the token file, edited in place (tqd.auth.tokens).
+
+A running server sees a change after `kill -HUP <pid>`. Exit status: 0 done, 1 refused
+(the name exists, no such name, the file cannot be read or written), 2 usage error.
+Creating and revoking are audited (logger tqd.audit, on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import audit, tokens
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tp = sub.add_parser("token", help="create, list or revoke access tokens (--auth FILE)",
+                        description="Manage the token file of `tqd serve --auth FILE`. "
+                        "A running server re-reads it on SIGHUP.")
+    tsub = tp.add_subparsers(dest="token_command", required=True)
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        c = tsub.add_parser(name, help=help_, description=help_)
+        c.add_argument("--auth", metavar="FILE", default=os.environ.get("TQD_AUTH") or None,
+                       required=not os.environ.get("TQD_AUTH"),
+                       help="the token file (env TQD_AUTH)")
+        return c
+
+    c = cmd("create", "make a token: its hash goes into FILE (created, mode 0600, if missing), "
+                      "the token is printed once, alone on stdout")
+    c.add_argument("--name", required=True, help="unique name (what the audit log shows)")
+    c.add_argument("--role", required=True, choices=tokens.ROLES)
+    c.add_argument("--queues", default="*", metavar="GLOBS",
+                   help="comma-separated queue globs, * and ? (default *: every queue)")
+    c.set_defaults(func=_create)
+    c = cmd("list", "the tokens of FILE: name, role, queues, id, created (never the token)")
+    c.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    c.set_defaults(func=_list)
+    c = cmd("revoke", "remove a token from FILE (a running server: after SIGHUP it gets 401)")
+    c.add_argument("name")
+    c.set_defaults(func=_revoke)
+
+
+def _audit(action: str, args: argparse.Namespace, name: str, **more: Any) -> None:
+    if not audit.log.handlers and not logging.getLogger().handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        audit.log.addHandler(h)
+        audit.log.setLevel(logging.INFO)
+    audit.record(action, "ok", who=getpass.getuser(), role=None, method="cli",
+                 path=str(Path(args.auth).resolve()), remote=socket.gethostname(), name=name,
+                 **more)
+
+
+def _fail(msg: str) -> int:
+    print(f"tqd: {msg}", file=sys.stderr)
+    return 1
+
+
+def _create(args: argparse.Namespace) -> int:
+    globs = [g.strip() for g in args.queues.split(",") if g.strip()]
+    try:
+        token, entry = tokens.create(Path(args.auth), args.name, args.role, globs)
+    except (ValueError, OSError) as e:
+        return _fail(str(e))
+    print(token, flush=True)
+    _audit("token_create", args, entry.name, token_role=entry.role, queues=entry.queues, id=entry.id)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    try:
+        entries = tokens.load(Path(args.auth))
+    except ValueError as e:
+        return _fail(str(e))
+    if args.json:
+        for t in entries:
+            print(json.dumps({"name": t.name, "role": t.role, "queues": t.queues, "id": t.id,
+                              "created": t.created}))
+        return 0
+    rows = [("NAME", "ROLE", "QUEUES", "ID", "CREATED")]
+    rows += [(t.name, t.role, ",".join(t.queues), t.id, t.created) for t in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    try:
+        entry = tokens.revoke(Path(args.auth), args.name)
+    except KeyError:
+        return _fail(f"no token named {args.name!r} in {args.auth}")
+    except (ValueError, OSError) as e:
+        return _fail(str(e))
+    print(f"revoked {entry.name} ({entry.role}); a running server drops it on SIGHUP",
+          file=sys.stderr)
+    _audit("token_revoke", args, entry.name, id=entry.id)
+    return 0

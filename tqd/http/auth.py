@@ -1,0 +1,183 @@
+"""Access control at the HTTP edge: each request's caller (tqd.auth.policy) against what its
+route needs, the checks the lease, bulk ack and queue list handlers make, SIGHUP, audit.
+
+Answers (docs/protocol.md, "Auth"):
+
+- ``401 unauthorized`` (with ``WWW-Authenticate: Bearer``): no token, a malformed header,
+  an unknown or revoked token.
+- ``403 forbidden``: the role lacks the right, or the queue of the path, or one queue of
+  a lease, is outside the token's globs; a client token on ``/v1/_repl/*``.
+- A job route (``/v1/jobs/{id}...``) for a job outside the globs answers ``404 not_found``
+  exactly as for a job that does not exist, and a bulk ack line for one fails with
+  ``not_found``: job ids are ordered (time and counter), so a ``403`` would let a token
+  learn which ids exist in queues it may not see. A missing right (a viewer's cancel)
+  is still ``403``: that is checked before the job is looked up.
+
+Every denial is audited (tqd.auth.audit), and so is every managing call and its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..auth import audit
+from ..auth.policy import CLUSTER, Authenticator, Need, Principal, Right, Scope
+from ..errors import Forbidden, NotFound, TqdError, Unauthorized
+from ..protocol import QueuePage
+from ..queue import validate
+from ..service import QueueService
+
+log = logging.getLogger("tqd.http")
+AUTH = web.AppKey("auth", Authenticator)
+GUARD = "tqd.guard"
+_VERB = {Right.READ: "read", Right.ENQUEUE: "enqueue", Right.WORK: "lease or finish jobs",
+         Right.MANAGE: "manage queues and jobs"}
+_MAX_SCAN_PAGES = 10  # GET /v1/queues: pages of queues read for one filtered answer
+
+
+class Guard:
+    """One request's caller (None: auth is off) and the checks handlers make with it."""
+
+    def __init__(self, request: web.Request, who: Principal | None, action: str) -> None:
+        self.request = request
+        self.who = who
+        self.action = action
+
+    def sees(self, queue: str) -> bool:
+        return self.who is None or self.who.all_queues or self.who.sees(queue)
+
+    def deny(self, err: TqdError, **more: object) -> TqdError:
+        """err, audited as a denial."""
+        r, who = self.request, self.who
+        audit.record("denied", err.code, who=who.name if who else None,
+                     role=who.role if who else None, method=r.method, path=r.path,
+                     remote=r.remote, status=err.http_status, **more)
+        return err
+
+    def check_queues(self, queues: list[str]) -> None:
+        """A lease: every queue it names within the globs, or 403 as a whole."""
+        for q in queues:
+            if not self.sees(q):
+                raise self.deny(Forbidden(f"this token may not use queue {q!r}", queue=q))
+
+    async def hidden_jobs(self, service: QueueService, ids: list[str]) -> set[str]:
+        """The ids among these of jobs in queues outside the globs (a bulk ack fails those
+        lines). Jobs that do not exist are not hidden: their lines fail as not_found anyway."""
+        if self.who is None or self.who.all_queues:
+            return set()
+
+        def look() -> set[str]:
+            out = set()
+            for jid in ids:
+                try:
+                    if not self.sees(service.get_job(jid).queue):
+                        out.add(jid)
+                except NotFound:
+                    pass
+            return out
+
+        hidden = await asyncio.get_running_loop().run_in_executor(None, look)
+        if hidden:
+            self.deny(NotFound("bulk ack lines for jobs outside the token's queues"),
+                      lines=len(hidden), ids=sorted(hidden)[:10])
+        return hidden
+
+    def queue_page(self, service: QueueService, after: str, limit: int) -> QueuePage:
+        """GET /v1/queues: the queues within the globs. Reads at most _MAX_SCAN_PAGES pages;
+        then the answer may hold fewer than limit queues (even none) with a cursor to go on."""
+        if self.who is None or self.who.all_queues:
+            return service.queue_page(after, limit)
+        out = []
+        for _ in range(_MAX_SCAN_PAGES):
+            page = service.queue_page(after, limit)
+            for q in page.queues:
+                if self.sees(q.name):
+                    out.append(q)
+                    if len(out) == limit:
+                        more = q is not page.queues[-1] or page.next is not None
+                        return QueuePage(out, q.name if more else None)
+            if page.next is None:
+                return QueuePage(out, None)
+            after = page.next
+        return QueuePage(out, after)
+
+    def done(self, status: int, code: str | None) -> None:
+        """After the answer: a managing call is audited with its outcome."""
+        if self.action:
+            r, who = self.request, self.who
+            outcome = code or ("ok" if status < 300 else "redirected" if status < 400 else "error")
+            audit.record(self.action, outcome, who=who.name if who else None,
+                         role=who.role if who else None, method=r.method, path=r.path,
+                         remote=r.remote, status=status)
+
+
+def guard(request: web.Request) -> Guard:
+    g: Guard = request[GUARD]
+    return g
+
+
+async def authorize(request: web.Request, need: Need, action: str,
+                    service: QueueService) -> Guard:
+    """The request's Guard once its caller may call a route needing `need`, else 401/403
+    (or 404 for a job it may not see). `action` names a managing call for the audit log."""
+    if GUARD in request:  # done already (Expect: 100-continue)
+        return guard(request)
+    auth = request.app.get(AUTH)
+    g = Guard(request, None, action if need.right is Right.MANAGE else "")
+    cluster = need.right is Right.CLUSTER
+    if auth is None or need.right is Right.OPEN or not (auth.guards_cluster if cluster else auth.enabled):
+        request[GUARD] = g
+        return g
+    try:
+        g.who = await auth.authenticate(request.headers.get("Authorization"))
+    except Unauthorized as e:
+        raise g.deny(e) from None
+    if cluster and g.who is not CLUSTER:
+        raise g.deny(Forbidden("the replication endpoints take the cluster token only"))
+    if not cluster and need.right not in g.who.rights:
+        raise g.deny(Forbidden(f"role {g.who.role} may not {_VERB[need.right]}"))
+    if need.scope is Scope.PATH:
+        queue = validate.queue_name(request.match_info["queue"])
+        if not g.sees(queue):
+            raise g.deny(Forbidden(f"this token may not use queue {queue!r}"))
+    elif need.scope is Scope.JOB:
+        jid = request.match_info["id"]
+        if not g.sees(service.get_job(jid).queue):  # NotFound for a job that does not exist
+            raise g.deny(NotFound(f"no job {jid}"))
+    request[GUARD] = g
+    return g
+
+
+def www_authenticate(resp: web.StreamResponse) -> None:
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="tqd"'
+
+
+async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: SIGHUP re-reads the token and cluster token files (without auth it
+    only says so: SIGHUP's default would end the server)."""
+    auth = app.get(AUTH)
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def hup() -> None:
+        if auth is None:
+            log.info("SIGHUP: no --auth or --cluster-token-file to re-read")
+            return
+        t = loop.create_task(auth.reload())
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hup)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        for t in tasks:
+            t.cancel()
+        if auth is not None:
+            auth.close()
