@@ -45,7 +45,7 @@ def _frames(sock: socket.socket) -> list[list[int]]:
             buf += chunk
     except BlockingIOError:
         pass
-    return [[rid for rid, _, _ in link._reply_dec.decode(f)[3]] for f in link._split(buf)]
+    return [[rid for rid, _, _ in link._reply_dec.decode(f).items] for f in link._split(buf)]
 
 
 def test_small_writes_are_answered_before_a_big_bulk_commits(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ READS = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/v1/cluster"),
+    ("GET", "/metrics"),
     ("GET", "/v1/_repl/log"),  # a follower's fetch: reads the leader's log (and pins it)
     ("GET", "/v1/_repl/snapshot"),
 }

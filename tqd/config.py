@@ -95,6 +95,11 @@ class Settings:
         metadata={"help": "TOML file of access tokens, made with `tqd token create`; every /v1 "
                           "call then needs one (re-read on SIGHUP). Empty: no auth, all open"},
     )
+    metrics_auth: bool = field(
+        default=False,
+        metadata={"help": "with --auth, GET /metrics needs a token with the read right "
+                          "(default: open, for Prometheus; it shows queue names and counts)"},
+    )
     cluster_token_file: str = field(
         default="",
         metadata={"help": "file holding the cluster's shared secret: followers send it, the "

@@ -42,6 +42,7 @@ from .supervisor import LoopState, Supervisor
 log = logging.getLogger("tqd.service")
 
 TICK_LIMIT = 1000
+FINISHED = ("completed", "dead", "cancelled")
 PURGE_CHUNK = 2000  # jobs deleted per purge step (one write transaction)
 PURGE_SCAN = 20_000  # index entries read per purge step
 
@@ -102,6 +103,7 @@ class QueueService:
         # waits until enough followers hold the log up to a seq (--sync-replicas), or raises
         self.sync_gate: Callable[[int], Awaitable[None]] | None = None
         self._snapshots: ThreadPoolExecutor | None = None  # made on the first snapshot
+        self._job_waiters: dict[str, list[asyncio.Future[None]]] = {}  # GET /v1/jobs/{id}?wait
 
     # ---- life cycle ----------------------------------------------------------
 
@@ -165,6 +167,10 @@ class QueueService:
         os.close(self._lock_fd)
 
     def _on_commit(self, c: Commit) -> None:
+        for jid in c.finished:  # watched jobs this commit finished: wake their waiters
+            for fut in self._job_waiters.pop(jid, ()):
+                if not fut.done():
+                    fut.set_result(None)
         if c.position > self.position:
             self.position = c.position
             if self._log_wake is not None:  # wake the log readers (followers' fetches)
@@ -463,6 +469,40 @@ class QueueService:
     def get_job(self, jid: str) -> JobRecord:
         with self.store.read() as t:
             return self.core.get(t, jid)
+
+    async def wait_job(self, jid: str, timeout: float) -> JobRecord:
+        """The job once it is finished (completed, dead or cancelled), or as it is after
+        ``timeout`` seconds. On the leader the writer reports the commit that finishes it
+        (no polling); elsewhere (a follower applying the leader's log) it is read again
+        every 0.1 s."""
+        rec = self.get_job(jid)
+        deadline = time.monotonic() + timeout
+        if rec.state in FINISHED or timeout <= 0:
+            return rec
+        if not self.leading:
+            while rec.state not in FINISHED and time.monotonic() < deadline:
+                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+                rec = self.get_job(jid)
+            return rec
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._job_waiters.setdefault(jid, [])
+        waiters.append(fut)
+        try:
+            if len(waiters) == 1:
+                await self.writer.watch([jid])  # watched from now on: the read below misses nothing
+            rec = self.get_job(jid)
+            if rec.state not in FINISHED:
+                await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            pass
+        finally:
+            left = self._job_waiters.get(jid)
+            if left is not None and fut in left:
+                left.remove(fut)
+                if not left:
+                    del self._job_waiters[jid]
+                    self.writer.unwatch([jid])
+        return self.get_job(jid)
 
     def queue_stats(self, queue: str) -> QueueStats:
         with self.store.read() as t:

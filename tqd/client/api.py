@@ -29,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
@@ -73,6 +74,8 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://127.0.0.1:7070"
+MAX_WAIT_S = 60.0  # the longest wait the server takes on GET /v1/jobs/{id}?wait=
+FINISHED = ("completed", "dead", "cancelled")
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 MAX_REDIRECTS = 5
@@ -362,17 +365,34 @@ class Client:
 
     # -- producing --
 
+    @overload
     async def enqueue(self, queue: str, type: str | None = None, payload: Any = None, *,
                       priority: int | str | None = None, delay: float | None = None,
                       run_at: float | None = None, key: str | None = None,
                       max_attempts: int | None = None, timeout: float | None = None,
-                      id: str | None = None) -> EnqueueResult:
-        """Enqueue one job. `created` is False when `key` or `id` matched an existing job."""
+                      id: str | None = None, wait: None = None) -> EnqueueResult: ...
+
+    @overload
+    async def enqueue(self, queue: str, type: str | None = None, payload: Any = None, *,
+                      priority: int | str | None = None, delay: float | None = None,
+                      run_at: float | None = None, key: str | None = None,
+                      max_attempts: int | None = None, timeout: float | None = None,
+                      id: str | None = None, wait: float) -> Job: ...
+
+    async def enqueue(self, queue: str, type: str | None = None, payload: Any = None, *,
+                      priority: int | str | None = None, delay: float | None = None,
+                      run_at: float | None = None, key: str | None = None,
+                      max_attempts: int | None = None, timeout: float | None = None,
+                      id: str | None = None, wait: float | None = None) -> EnqueueResult | Job:
+        """Enqueue one job. `created` is False when `key` or `id` matched an existing job.
+        With `wait=S`: wait up to S seconds for the job to finish and return it (tqd as an
+        RPC: its `result` is the handler's return value once `state` is "completed")."""
         body = job_body(type, payload, priority=priority, delay=delay, run_at=run_at, key=key,
                         max_attempts=max_attempts, timeout=timeout, id=id)
         data = await self._json("POST", f"/v1/queues/{_seg(queue)}/jobs", body,
                                 idempotent=key is not None or id is not None)
-        return _enq_dec.decode(data)
+        res = _enq_dec.decode(data)
+        return res if wait is None else await self.wait(res.id, wait)
 
     async def enqueue_many(self, queue: str, jobs: Iterable[Mapping[str, Any]], *,
                            chunk_size: int = 1000,
@@ -415,6 +435,18 @@ class Client:
 
     async def get(self, id: str) -> Job:
         return _job_dec.decode(await self._json("GET", f"/v1/jobs/{_seg(id)}"))
+
+    async def wait(self, id: str, timeout: float = 30.0) -> Job:
+        """The job once it has finished (completed, dead or cancelled: see `state`, `result`,
+        `errors`), or as it is after `timeout` seconds. One long-poll per 60 s at most."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            step = min(left, MAX_WAIT_S)
+            job = _job_dec.decode(await self._json(
+                "GET", f"/v1/jobs/{_seg(id)}", params={"wait": f"{step:g}"}, extra_timeout_s=step))
+            if job.state in FINISHED or left <= step:
+                return job
 
     async def cancel(self, id: str) -> str:
         """Cancel a queued, scheduled, active or dead job; returns the new state."""
@@ -597,7 +629,8 @@ class SyncClient:
         return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result()
 
     def enqueue(self, queue: str, type: str | None = None, payload: Any = None,
-                **kw: Any) -> EnqueueResult:
+                **kw: Any) -> Any:
+        """See Client.enqueue: an EnqueueResult, or with `wait=S` the finished Job."""
         return self._run(self._client.enqueue(queue, type, payload, **kw))
 
     def enqueue_many(self, queue: str, jobs: Iterable[Mapping[str, Any]], *, chunk_size: int = 1000,
@@ -607,6 +640,9 @@ class SyncClient:
 
     def get(self, id: str) -> Job:
         return self._run(self._client.get(id))
+
+    def wait(self, id: str, timeout: float = 30.0) -> Job:
+        return self._run(self._client.wait(id, timeout))
 
     def cancel(self, id: str) -> str:
         return self._run(self._client.cancel(id))

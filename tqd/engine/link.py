@@ -91,6 +91,14 @@ class StatsMsg(msgspec.Struct, tag=10, array_like=True):
     rid: int
 
 
+class WatchMsg(msgspec.Struct, tag=11, array_like=True):
+    """Report these jobs when a commit finishes them (answered once they are watched;
+    rid 0: stop watching them, no answer)."""
+
+    rid: int
+    ids: list[str]
+
+
 class BadMsg:
     """A message that failed to decode (never sent; made by the receiver)."""
 
@@ -99,19 +107,30 @@ class BadMsg:
 
 
 Msg = (OpMsg | ParkMsg | UnparkMsg | UnparkAllMsg | StopMsg | PinMsg | ApplyMsg | RestoreMsg
-       | TermMsg | GateMsg | StatsMsg)
+       | TermMsg | GateMsg | StatsMsg | WatchMsg)
 Control = ApplyMsg | RestoreMsg | TermMsg
 OK, ERR = 0, 1
 # reply frame: (earliest due ms written or None, term, seq, [(rid, OK|ERR, JSON bytes)]); the
 # position (term, seq) is the log's after the transaction that the answers come from
 Reply = tuple[int | None, int, int, list[tuple[int, int, bytes]]]
 
+
+class ReplyFrame(msgspec.Struct, array_like=True):
+    """A reply frame as read: a Reply, and then the watched jobs its transaction finished
+    (sent only when there are some)."""
+
+    due: int | None
+    term: int
+    seq: int
+    items: list[tuple[int, int, bytes]]
+    finished: list[str] = []
+
 _msgs_enc = msgspec.msgpack.Encoder()
 _msgs_dec = msgspec.msgpack.Decoder(list[Msg])
 _raw_list_dec = msgspec.msgpack.Decoder(list[msgspec.Raw])
 _msg_dec = msgspec.msgpack.Decoder(Msg)
 _head_dec = msgspec.msgpack.Decoder(list[Any])
-_reply_dec = msgspec.msgpack.Decoder(Reply)
+_reply_dec = msgspec.msgpack.Decoder(ReplyFrame)
 _json = msgspec.json.Encoder()
 _ERR_DEC = msgspec.json.Decoder(dict[str, Any])
 # Each answer is decoded as its op's declared Result (ops.py), except a lease's jobs: they

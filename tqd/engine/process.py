@@ -67,6 +67,7 @@ from .link import (
     TermMsg,
     UnparkAllMsg,
     UnparkMsg,
+    WatchMsg,
     _frame,
     _head_dec,
     _json,
@@ -218,6 +219,12 @@ def _sort(w: Writer, msgs: list[Any], parked: dict[int, Parked]) -> _Round:
                     r.out.append((p.rid, OK, b"[]"))
         elif isinstance(m, ApplyMsg | RestoreMsg | TermMsg):
             r.control.append(m)
+        elif isinstance(m, WatchMsg):
+            if m.rid:
+                w.watched.update(m.ids)
+                r.out.append((m.rid, OK, b"null"))
+            else:
+                w.watched.difference_update(m.ids)
         elif isinstance(m, StatsMsg):
             w.stats.parked = w.parked_entries()[1]
             w.stats.log_pins = len(w.log_pins)
@@ -239,8 +246,11 @@ def _serve(w: Writer, msgs: list[Any], parked: dict[int, Parked], sock: socket.s
     # a 64 MiB bulk that arrived with them need not hold their answers for its own commit.
     chunks = [small[i:i + w.max_batch_ops] for i in range(0, len(small), w.max_batch_ops)]
     for chunk in chunks + [[b] for b in big]:
-        due, pos = _apply(w, chunk, parked, out)
-        if out or due is not None:
+        due, pos, finished = _apply(w, chunk, parked, out)
+        if finished:
+            sock.sendall(_frame(_msgs_enc.encode((due, pos.term, pos.seq, out, finished))))
+            out = []
+        elif out or due is not None:
             sock.sendall(_frame(_msgs_enc.encode((due, pos.term, pos.seq, out))))
             out = []
     for c in r.control:
@@ -295,9 +305,9 @@ def _is_big(op: ops.Op) -> bool:
 
 
 def _apply(w: Writer, chunk: Writer.Batch, parked: dict[int, Parked],
-           out: list[tuple[int, int, bytes]]) -> tuple[int | None, Position]:
-    """Apply one transaction; answers go to out. Returns the earliest due ms it wrote and
-    the log's position after it."""
+           out: list[tuple[int, int, bytes]]) -> tuple[int | None, Position, list[str]]:
+    """Apply one transaction; answers go to out. Returns the earliest due ms it wrote, the
+    log's position after it, and the watched jobs it finished."""
     try:
         results, served, commit = w.apply_batch(chunk)
     except BaseException as e:  # noqa: BLE001 - a writer must never die silently
@@ -311,7 +321,7 @@ def _apply(w: Writer, chunk: Writer.Batch, parked: dict[int, Parked],
     for rid, res in served:
         parked.pop(rid, None)
         out.append(_result(rid, res))
-    return commit.min_due_ms, commit.position
+    return commit.min_due_ms, commit.position, commit.finished
 
 
 def _result(rid: int, res: Any) -> tuple[int, int, bytes]:

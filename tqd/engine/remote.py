@@ -34,6 +34,7 @@ from .link import (
     TermMsg,
     UnparkAllMsg,
     UnparkMsg,
+    WatchMsg,
     _frame,
     _msgs_enc,
     _reply_dec,
@@ -43,6 +44,7 @@ from .stats import Stats, stats_decoder
 from .writer import Commit
 
 log = logging.getLogger("tqd.writer")
+_NULL_DEC: Any = msgspec.json.Decoder()
 
 
 class WriterHandle:
@@ -150,6 +152,20 @@ class RemoteWriter(asyncio.Protocol):
         """Follower: replace the store with a snapshot file; its position."""
         return self._control(lambda rid: RestoreMsg(rid, path))
 
+    def watch(self, ids: list[str]) -> asyncio.Future[None]:
+        """Have commits that finish these jobs say so (Commit.finished); answered once the
+        writer watches them, so that a read after the answer misses no finish."""
+        assert self._loop is not None, "writer not started"
+        rid = next(self._rid)
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        if not self._gone(fut):
+            self._pending[rid] = (fut, _NULL_DEC, False)
+            self._send(WatchMsg(rid, ids))
+        return fut
+
+    def unwatch(self, ids: list[str]) -> None:
+        self._send(WatchMsg(0, ids))
+
     def stats(self) -> asyncio.Future[Stats]:
         """What the writer measured (tqd.engine.stats)."""
         assert self._loop is not None, "writer not started"
@@ -198,7 +214,8 @@ class RemoteWriter(asyncio.Protocol):
         self._buf += data
         for f in _split(self._buf):
             try:
-                due, term, seq, items = _reply_dec.decode(f)
+                frame = _reply_dec.decode(f)
+                due, term, seq, items = frame.due, frame.term, frame.seq, frame.items
             except (msgspec.DecodeError, ValueError):
                 # frames are length-prefixed, so the next one still lines up; the requests
                 # this one answered are unknown: they get their 503 from the write deadline
@@ -214,6 +231,7 @@ class RemoteWriter(asyncio.Protocol):
                     _settle(fut, dec, status, body, pos if with_pos else None)
             c = Commit(pos)
             c.min_due_ms = due
+            c.finished = frame.finished
             self.on_commit(c)
 
     def connection_lost(self, exc: Exception | None) -> None:

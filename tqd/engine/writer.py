@@ -55,11 +55,12 @@ _STORAGE_ERRORS = (lmdb.MapFullError, lmdb.DiskError, StorageFailed)
 class Commit:
     """What a committed batch means for the event loop (timers)."""
 
-    __slots__ = ("min_due_ms", "position")
+    __slots__ = ("min_due_ms", "position", "finished")
 
     def __init__(self, position: Position = NOWHERE) -> None:
         self.min_due_ms: int | None = None
         self.position = position  # the log's position after this commit
+        self.finished: list[str] = []  # watched jobs it finished (Writer.watched)
 
     def merge(self, other: Commit) -> None:
         """Fold in another commit of the same round (the earliest due time and the latest
@@ -68,6 +69,7 @@ class Commit:
                                              or other.min_due_ms < self.min_due_ms):
             self.min_due_ms = other.min_due_ms
         self.position = max(self.position, other.position)
+        self.finished += other.finished
 
 
 class Parked:
@@ -111,6 +113,7 @@ class Writer:
         # the host shares): a cluster leader's lease renewals move it on; 0 = closed.
         self.gate_until = 0.0 if clustered else math.inf
         self._stale = False  # a follower applied entries: meta, local, qstats must be re-read
+        self.watched: set[str] = set()  # jobs someone waits to finish: reported when they do
         if self.term == 0 and not clustered:  # a new store: its first leadership
             self.begin_term(1)
         self._parked: dict[str, deque[Parked]] = {}
@@ -390,21 +393,7 @@ class Writer:
                     raise _Fenced
                 t_commit = time.perf_counter()
                 tx.commit()  # fsync: only now may anyone be told
-                self.stats.commit(len(batch), time.perf_counter() - t_commit)
-                if tx.waits or tx.runs:
-                    self.stats.latencies(tx.waits, tx.runs)
-                if self._full_since is not None:
-                    log.warning("storage has room again after %.1f s; writes go on",
-                                time.monotonic() - self._full_since)
-                    self._full_since = None
-                self.meta, self.local = tx.meta, tx.local
-                self.qstats.update(tx.dirty_qstats)
-                for q in tx.deleted_qstats:
-                    self.qstats.pop(q, None)
-                commit = Commit(self.local.position)
-                commit.min_due_ms = tx.min_due_ms
-                self.stats.puts += tx.puts
-                self.stats.dels += tx.dels
+                commit = self._committed(tx, len(batch), time.perf_counter() - t_commit)
             else:
                 tx.abort()
                 commit = Commit(self.local.position)
@@ -421,6 +410,29 @@ class Writer:
         self.stats.ops += len(batch)
         self.stats.busy_s += time.perf_counter() - t0
         return results, served, commit
+
+
+    def _committed(self, tx: Tx, ops: int, commit_s: float) -> Commit:
+        """Adopt what a transaction committed; what the event loop should know of it."""
+        self.stats.commit(ops, commit_s)
+        if tx.waits or tx.runs:
+            self.stats.latencies(tx.waits, tx.runs)
+        self.stats.puts += tx.puts
+        self.stats.dels += tx.dels
+        if self._full_since is not None:
+            log.warning("storage has room again after %.1f s; writes go on",
+                        time.monotonic() - self._full_since)
+            self._full_since = None
+        self.meta, self.local = tx.meta, tx.local
+        self.qstats.update(tx.dirty_qstats)
+        for q in tx.deleted_qstats:
+            self.qstats.pop(q, None)
+        commit = Commit(self.local.position)
+        commit.min_due_ms = tx.min_due_ms
+        if self.watched and tx.finished:
+            commit.finished = [j for j in tx.finished if j in self.watched]
+            self.watched.difference_update(commit.finished)
+        return commit
 
 
 class _Unexpected(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -31,6 +32,7 @@ from ..errors import (
     TqdError,
     Unauthorized,
 )
+from ..observe.metrics import CONTENT_TYPE, observe_request, render
 from ..queue import validate
 from ..queue.ops import AckItem, AckOutcome, NewJob
 from ..service import QueueService
@@ -267,7 +269,25 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return reply(svc(request).get_job(request.match_info["id"]))
+    """With ``?wait=S`` (0..60): a long-poll until the job has finished, or S seconds."""
+    raw = request.query.get("wait")
+    if raw is None:
+        return reply(svc(request).get_job(request.match_info["id"]))
+    wait = _seconds_param(raw, "wait", MAX_JOB_WAIT_S)
+    return reply(await svc(request).wait_job(request.match_info["id"], wait))
+
+
+MAX_JOB_WAIT_S = 60.0
+
+
+def _seconds_param(raw: str, name: str, hi: float) -> float:
+    try:
+        v = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number of seconds 0..{hi:g}") from None
+    if not 0 <= v <= hi:  # (NaN too)
+        raise InvalidRequest(f"{name} must be a number of seconds 0..{hi:g}")
+    return v
 
 
 async def cancel_job(request: web.Request) -> web.Response:
@@ -343,6 +363,13 @@ async def readyz(request: web.Request) -> web.Response:
     return reply({"ready": True, "role": service.role})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus exposition (tqd.observe.metrics)."""
+    service = svc(request)
+    body = render(service, request.app.get(repl.NODE), await service.writer_stats())
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
 async def cluster(request: web.Request) -> web.Response:
     return repl.cluster_status(request, svc(request))
 
@@ -353,13 +380,18 @@ _HTTP_CODES = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
 
 
 async def _authorize(request: web.Request, route: Route) -> auth.Guard:
-    return await auth.authorize(request, route.need, route.handler.__name__, svc(request))
+    need = route.need
+    if route.handler is metrics and not svc(request).s.metrics_auth:
+        need = OPEN  # Prometheus scrapes without a token unless --metrics-auth
+    return await auth.authorize(request, need, route.handler.__name__, svc(request))
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     in_flight = request.app[IN_FLIGHT]
     in_flight.enter()
+    t0 = time.perf_counter()
+    resp = None
     try:
         resp = await _answer(request, handler)
         g = request.get(auth.GUARD)
@@ -368,6 +400,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return resp
     finally:
         in_flight.leave()
+        route = _route(request)
+        observe_request(route.path if route is not None else "(no route)", request.method,
+                        resp.status if resp is not None else 499, time.perf_counter() - t0)
 
 
 _ERROR_CODE = "tqd.error_code"
@@ -447,6 +482,7 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/cluster", cluster, READ, READ_ANY),
     Route("GET", "/v1/_repl/log", repl.repl_log, READ, CLUSTER),
     Route("GET", "/v1/_repl/snapshot", repl.repl_snapshot, READ, CLUSTER),
+    Route("GET", "/metrics", metrics, READ, READ_ANY),  # OPEN unless --metrics-auth
     Route("GET", "/healthz", healthz, READ, OPEN),
     Route("GET", "/readyz", readyz, READ, OPEN),
 ]

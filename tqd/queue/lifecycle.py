@@ -114,6 +114,7 @@ class Rules:
                 due: dict[int, list[str]] | None = None) -> None:
         """``due``: collect the retention entry into a batch (the caller writes it)."""
         st.state, st.finished_at = state, now
+        tx.finished.append(jid)
         if state == r.COMPLETED:
             qs.completed += 1
         else:
@@ -127,6 +128,7 @@ class Rules:
     def _to_dead(self, tx: WriteTx, qs: r.QStat, jid: str, spec: r.JobSpec, st: r.JobState,
                  now: float) -> None:
         st.state, st.finished_at = r.DEAD, now
+        tx.finished.append(jid)
         tx.index_put("dead", spec.queue, spec.qseq, jid)
         qs.dead += 1
 

@@ -39,6 +39,7 @@ class WriteTx(ReadView, Protocol):
     ready_queues: dict[str, int]  # queue -> jobs made ready: whom to wake after commit
     waits: list[tuple[str, float]]  # (queue, s from ready to leased), for metrics only
     runs: list[tuple[str, float]]  # (queue, s from leased to completed), for metrics only
+    finished: list[str]  # jobs that reached completed, cancelled or dead (result waiters)
 
     # counters
     def next_seq(self) -> int: ...

@@ -350,6 +350,7 @@ class Tx(ReadTx):
         # each leased job waited since it was ready, how long each completed job ran
         self.waits: list[tuple[str, float]] = []
         self.runs: list[tuple[str, float]] = []
+        self.finished: list[str] = []  # jobs this transaction completed, cancelled or killed
 
     @property
     def writes(self) -> int:

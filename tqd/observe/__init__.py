@@ -1,0 +1,1 @@
+"""What tqd shows of itself: the Prometheus metrics (metrics.py)."""
