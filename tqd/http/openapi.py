@@ -1,0 +1,548 @@
+"""The OpenAPI 3.1 description of the HTTP API, generated, never written by hand.
+
+Two sources make it: the msgspec Structs of tqd.protocol (their JSON Schema, by
+``msgspec.json.schema_components``) and the route table ``tqd.http.app.ROUTES`` (method,
+path, whether it writes, its body rule). What neither says is in OPS below, one typed entry
+per route keyed by ``(method, path)``: the request body's type (JSON and/or one NDJSON
+line), the query parameters with their bounds (the numbers of tqd.protocol), the answer of
+each status, and the error codes the route gives beyond those every route gives.
+tests/test_openapi.py holds OPS to ROUTES (an entry for each route, none stale) and
+docs/openapi.json to this module (``python -m tqd.http.openapi > docs/openapi.json``).
+
+Derived from the route table, not listed per route: a write gets ``307`` (a follower sends
+it to the leader: ``Location``, ``X-Tqd-Leader``), ``503`` (``no_leader``, ``not_ready``,
+``not_replicated``) and ``507``; a route with a body ``415``; a route with ``{queue}``
+``400 invalid_queue``; a route that needs a right (``Route.need``, when the table has it)
+the bearer ``token`` security scheme (in force with ``--auth``), ``401`` and ``403``. Every route can answer ``400``, ``408``, ``413``, ``417``, ``500``
+and ``503 too_many_connections``. Refusals the server makes before it knows the route
+(``414``, ``431``, ``505``, ``404`` and ``405`` for paths and methods it does not serve)
+are in the info's description, not under any operation.
+
+The replication routes (``/v1/_repl/...``) are in the document, marked ``x-internal:
+true`` and tagged ``internal``: a cluster's nodes call them, clients do not, and a
+generator of clients should leave them out. They are described rather than left out so
+that the document covers the whole route table and a fuzzer (or a reviewer) sees them.
+
+NDJSON bodies (``application/x-ndjson``) are described as an array of their lines'
+schema, with ``x-ndjson: true``: on the wire each item is one line.
+
+Served at ``GET /openapi.json`` by the ``openapi`` handler (the document's bytes are made
+once, on the first request).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
+
+import msgspec
+from aiohttp import web
+from msgspec import Raw, Struct
+
+from .. import protocol as p
+from ..errors import BY_CODE
+from .body import NDJSON, BodyRule
+
+JSON = "application/json"
+OPENAPI_PATH = "/openapi.json"
+_REF = "#/components/schemas/{name}"
+_NAME_RE = "^[A-Za-z0-9_.:\\-]{1,128}$"  # protocol.QUEUE_RE, anchored (a JSON Schema pattern searches)
+
+
+# ---- answers the handlers build as plain dicts ------------------------------------------
+# Described here as Structs so that their schema is generated like the protocol's. (They could
+# move to tqd.protocol if the handlers came to encode them.)
+
+
+class ErrorAnswer(Struct, omit_defaults=True):
+    """Every error answer: a stable code and a message for people. Bulk requests add the
+    1-based `line` at fault; a 307 from a follower adds the `leader` it sends writes to."""
+
+    error: str
+    message: str
+    line: int | None = None
+    leader: str | None = None
+
+
+class StateAnswer(Struct):
+    """The job's state after the call."""
+
+    state: str
+
+
+class FailAnswer(Struct, omit_defaults=True):
+    """The job's state after a fail or a release: `run_at` when it is scheduled."""
+
+    state: Literal["queued", "scheduled", "dead"]
+    run_at: float | None = None
+
+
+class HeartbeatAnswer(Struct):
+    lease_expires_at: float
+
+
+class DeletedAnswer(Struct):
+    deleted: int
+
+
+class QueueDeletedAnswer(Struct):
+    deleted: Literal[True]
+    purged: int
+
+
+class MovedAnswer(Struct):
+    moved: int
+
+
+class HealthAnswer(Struct):
+    ok: Literal[True]
+
+
+class ReadyAnswer(Struct, omit_defaults=True):
+    """`reason` when not ready (503)."""
+
+    ready: bool
+    role: Literal["standalone", "leader", "follower"]
+    reason: str | None = None
+
+
+class ClusterStatus(Struct, omit_defaults=True):
+    """A standalone server gives node, role, term, leader, url, applied_seq, writable and
+    followers only; a cluster node gives every field."""
+
+    node: str | None
+    role: Literal["standalone", "leader", "follower"]
+    term: int
+    leader: str | None
+    url: str | None
+    applied_seq: int
+    writable: bool
+    followers: list[dict[str, Any]]
+    log_term: int | None = None
+    lease_age_s: float | None = None
+    lease_store: str | None = None
+    lease_store_ok: bool | None = None
+    sync_replicas: int | None = None
+    isr: list[str] | None = None
+    snapshots_restored: int | None = None
+    loops: list[dict[str, Any]] | None = None
+
+
+# ---- the mapping: what the route table does not say ------------------------------------
+
+
+class Query(NamedTuple):
+    """A query parameter."""
+
+    name: str
+    type: type[int] | type[float] | type[str]
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    enum: tuple[str, ...] = ()
+    pattern: str | None = None
+    default: int | str | None = None
+    description: str = ""
+
+
+class Body(NamedTuple):
+    """An answer's body: `type` (a Struct or a type msgspec knows) encoded as JSON, or one per
+    line (NDJSON); a JSON Schema dict of its own (a text body); None: no body (204), or the
+    bytes of another media type."""
+
+    type: Any
+    media: str = JSON
+    description: str = ""
+    headers: tuple[str, ...] = ()  # names of HEADERS
+
+
+_NONE: Mapping[int, tuple[str, ...]] = MappingProxyType({})
+
+
+class Op(NamedTuple):
+    """One route: what it is for, its request, its answers."""
+
+    summary: str
+    answers: Mapping[int, Body | None]  # 2xx (and a 503 that is an answer, not an error)
+    errors: Mapping[int, tuple[str, ...]] = _NONE  # codes beyond those every route gives
+    json: Any = None  # the type of a JSON request body (None: the route reads no body)
+    ndjson: Any = None  # the type of one line of an NDJSON request body
+    query: tuple[Query, ...] = ()
+    internal: bool = False
+    tag: str = "jobs"
+    token_optional_unless: str = ""  # a setting that makes the token required (else optional)
+
+
+HEADERS: dict[str, dict[str, Any]] = {
+    "Location": {"description": "the same request on the leader", "schema": {"type": "string"}},
+    "X-Tqd-Leader": {"description": "the leader's URL", "schema": {"type": "string"}},
+    "X-Tqd-Term": {"description": "the leader's log term", "required": True,
+                   "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "X-Tqd-Seq": {"description": "the leader's last log entry", "required": True,
+                  "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+}
+
+_LIMIT = functools.partial(Query, "limit", int, minimum=1, maximum=p.MAX_PAGE)
+_REPL_ID = (Query("node", str, True, description="the follower's id (at most 200 bytes)"),
+            Query("url", str, description="the follower's advertised URL"),
+            Query("lease_term", int, minimum=0, default=0,
+                  description="the highest lease term the follower has seen"))
+_POSITION = ("X-Tqd-Term", "X-Tqd-Seq")
+_JOB_GONE = {404: ("not_found",), 409: ("lease_lost",)}  # the calls that hold a lease token
+
+OPS: dict[tuple[str, str], Op] = {
+    ("POST", "/v1/queues/{queue}/jobs"): Op(
+        "enqueue one job (JSON), or many (NDJSON, atomic)",
+        {200: Body(p.EnqueueResult, description="the job exists already (key or id): not made"),
+         201: Body(p.EnqueueResult, description="made; NDJSON in, NDJSON out (one line per job)")},
+        {400: ("invalid_job",)}, json=p.EnqueueRequest, ndjson=p.EnqueueRequest),
+    ("GET", "/v1/queues/{queue}/jobs"): Op(
+        "a queue's jobs, oldest first, a page at a time",
+        {200: Body(p.JobPage)},
+        query=(Query("state", str, enum=p.STATES), _LIMIT(default=100),
+               Query("after", str, description="the `next` of the previous page"))),
+    ("DELETE", "/v1/queues/{queue}/jobs"): Op(
+        "purge a queue's jobs in one finished state", {200: Body(DeletedAnswer)},
+        query=(Query("state", str, True, enum=("dead", "completed", "cancelled")),), tag="queues"),
+    ("GET", "/v1/queues"): Op(
+        "the queues with their stats, in name order, a page at a time", {200: Body(p.QueuePage)},
+        query=(_LIMIT(default=p.MAX_PAGE),
+               Query("after", str, pattern=_NAME_RE, description="the `next` of the previous page")),
+        tag="queues"),
+    ("GET", "/v1/queues/{queue}"): Op(
+        "a queue's stats (every count 0 for an unknown queue)", {200: Body(p.QueueStats)}, tag="queues"),
+    ("DELETE", "/v1/queues/{queue}"): Op(
+        "forget a queue (force: with its jobs)", {200: Body(QueueDeletedAnswer)},
+        {404: ("not_found",), 409: ("invalid_state",)},
+        query=(Query("force", str, enum=("true", "false", "1", "0"), default="false"),), tag="queues"),
+    ("POST", "/v1/queues/{queue}/pause"): Op(
+        "stop leasing from a queue", {200: Body(p.QueueStats)}, tag="queues"),
+    ("POST", "/v1/queues/{queue}/resume"): Op(
+        "lease from a queue again", {200: Body(p.QueueStats)}, tag="queues"),
+    ("POST", "/v1/queues/{queue}/redrive"): Op(
+        "dead jobs back to queued, oldest first", {200: Body(MovedAnswer)},
+        json=p.RedriveRequest, tag="queues"),
+    ("POST", "/v1/lease"): Op(
+        "lease ready jobs, waiting up to `wait` seconds for one",
+        {200: Body(p.LeasedJob, NDJSON, "one leased job per line"),
+         204: Body(None, description="no job came within `wait`")},
+        {400: ("invalid_queue",)}, json=p.LeaseRequest, tag="workers"),
+    ("POST", "/v1/ack"): Op(
+        "ack many jobs: each line stands alone", {200: Body(p.AckLineResult, NDJSON)},
+        ndjson=p.BulkAckLine, tag="workers"),
+    ("GET", "/v1/jobs/{id}"): Op(
+        "a job's record; with `wait`, once it has finished or after `wait` seconds",
+        {200: Body(p.JobRecord)}, {404: ("not_found",)},
+        query=(Query("wait", float, minimum=0, maximum=p.MAX_WAIT_S,
+                     description="long-poll: seconds to wait for the job to finish"),)),
+    ("DELETE", "/v1/jobs/{id}"): Op(
+        "cancel a job", {200: Body(StateAnswer)}, {404: ("not_found",), 409: ("invalid_state",)}),
+    ("POST", "/v1/jobs/{id}/ack"): Op(
+        "a job is done", {200: Body(StateAnswer)}, _JOB_GONE, json=p.AckRequest, tag="workers"),
+    ("POST", "/v1/jobs/{id}/fail"): Op(
+        "a job's attempt failed", {200: Body(FailAnswer)}, _JOB_GONE, json=p.FailRequest, tag="workers"),
+    ("POST", "/v1/jobs/{id}/heartbeat"): Op(
+        "extend a lease, report progress", {200: Body(HeartbeatAnswer)}, _JOB_GONE,
+        json=p.HeartbeatRequest, tag="workers"),
+    ("POST", "/v1/jobs/{id}/release"): Op(
+        "hand a leased job back unrun", {200: Body(FailAnswer)}, _JOB_GONE, json=p.ReleaseRequest,
+        tag="workers"),
+    ("POST", "/v1/jobs/{id}/retry"): Op(
+        "a dead or cancelled job back to queued", {200: Body(StateAnswer)},
+        {404: ("not_found",), 409: ("invalid_state",)}),
+    ("GET", "/v1/cluster"): Op("this node's view of the cluster", {200: Body(ClusterStatus)},
+                               tag="cluster"),
+    ("GET", "/v1/_repl/log"): Op(
+        "the log entries after a follower's position (long-polls up to `wait`)",
+        {200: Body(None, "application/x-tqd-log", "a msgpack array of log entries", _POSITION),
+         204: Body(None, description="no entry within `wait`", headers=_POSITION)},
+        {409: ("log_diverged",), 410: ("log_gone",), 503: ("no_leader",)},
+        query=(*_REPL_ID, Query("after", int, True, minimum=0), Query("term", int, True, minimum=0),
+               Query("wait", int, minimum=0, default=0)),
+        internal=True, tag="internal"),
+    ("GET", "/v1/_repl/snapshot"): Op(
+        "the leader's replicated state as of one commit",
+        {200: Body(None, "application/octet-stream", "tqd's own checksummed format", _POSITION)},
+        {503: ("no_leader",), 507: ("storage_full",)}, query=_REPL_ID, internal=True, tag="internal"),
+    ("GET", "/metrics"): Op(
+        "the Prometheus exposition of the server's metrics",
+        {200: Body({"type": "string"}, "text/plain", "Prometheus text format 0.0.4")},
+        tag="health", token_optional_unless="--metrics-auth"),
+    ("GET", "/healthz"): Op("the process is serving", {200: Body(HealthAnswer)}, tag="health"),
+    ("GET", "/readyz"): Op(
+        "whether this server can take writes",
+        {200: Body(ReadyAnswer), 503: Body(ReadyAnswer, description="not ready: `reason` says why")},
+        tag="health"),
+    ("GET", OPENAPI_PATH): Op("this document", {200: Body(dict[str, Any])}, tag="health"),
+}
+
+# every route can give these (the body, the HTTP framing, a bug, the connection limit)
+COMMON_ERRORS: dict[int, tuple[str, ...]] = {
+    400: ("invalid_request",), 408: ("request_timeout",), 413: ("payload_too_large",),
+    417: ("invalid_request",), 500: ("internal",), 503: ("too_many_connections",),
+}
+BODY_ERRORS: dict[int, tuple[str, ...]] = {415: ("unsupported_media_type",)}
+QUEUE_ERRORS: dict[int, tuple[str, ...]] = {400: ("invalid_queue",)}
+AUTH_ERRORS: dict[int, tuple[str, ...]] = {401: ("unauthorized",), 403: ("forbidden",)}
+WRITE_ERRORS: dict[int, tuple[str, ...]] = {
+    503: ("no_leader", "not_ready", "not_replicated"), 507: ("storage_full",),
+}
+_STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 307: "to the leader", 400: "Bad Request",
+                401: "no token, or not a valid one (WWW-Authenticate: Bearer)",
+                403: "the token's role or queues do not allow it",
+                404: "Not Found", 408: "Request Timeout", 409: "Conflict", 410: "Gone",
+                413: "Payload Too Large", 415: "Unsupported Media Type", 417: "Expectation Failed",
+                500: "Internal Server Error (a bug)", 503: "Service Unavailable",
+                507: "Insufficient Storage"}
+INFO_DESCRIPTION = (
+    "tqd's HTTP API, generated from its msgspec Structs and route table "
+    "(tqd/http/openapi.py); docs/protocol.md is the prose reference. Every error answer is "
+    "`{\"error\": code, \"message\": text, ...}`. Before any route is known the server may "
+    "answer 404 not_found (no such path), 405 method_not_allowed (with Allow), 414 and 431 "
+    "invalid_request (URL or headers too long), 505 invalid_request (HTTP version). Routes "
+    "marked x-internal are the cluster's replication, not for clients."
+)
+
+
+# ---- generation ---------------------------------------------------------------------------
+
+
+def _wire_type(cls: Any) -> Any:
+    """cls, or where a field defaults to a msgspec.Raw (which msgspec cannot put in a
+    schema), a copy of it whose default is that JSON value (or none, for "not sent")."""
+    if not (isinstance(cls, type) and issubclass(cls, Struct)):
+        return cls
+    fields = msgspec.structs.fields(cls)
+    if not any(isinstance(f.default, Raw) for f in fields):
+        return cls
+    spec: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for f in fields:
+        if isinstance(f.default, Raw):
+            raw = bytes(f.default)
+            spec.append((f.name, f.type, msgspec.json.decode(raw) if raw
+                         else msgspec.field(default_factory=Raw)))  # not sent: no default
+        elif f.required:
+            spec.append((f.name, f.type))
+        else:
+            spec.append((f.name, f.type, f.default if f.default is not msgspec.NODEFAULT
+                         else msgspec.field(default_factory=f.default_factory)))
+    return msgspec.defstruct(cls.__name__, spec, module=cls.__module__)
+
+
+class _Route(NamedTuple):  # what the document needs of a tqd.http.app.Route
+    method: str
+    path: str
+    name: str
+    write: bool
+    body: BodyRule
+    right: str | None  # the auth right it needs (Route.need), "open" for none; None: no auth
+
+
+def _right(route: object) -> str | None:
+    need = getattr(route, "need", None)  # a route table without auth has no `need`
+    return None if need is None else str(need.right.value)
+
+
+def _routes() -> list[_Route]:
+    """The route table, and this document's own route until app.py serves it."""
+    from .app import ROUTES  # here: app.py imports this module for its route table
+
+    routes = [_Route(r.method, r.path, r.handler.__name__, r.write, r.body, _right(r)) for r in ROUTES]
+    if ("GET", OPENAPI_PATH) not in {(r.method, r.path) for r in routes}:
+        auth = any(r.right is not None for r in routes)
+        routes.append(_Route("GET", OPENAPI_PATH, "openapi", False, BodyRule(), "open" if auth else None))
+    missing = [f"{r.method} {r.path}" for r in routes if (r.method, r.path) not in OPS]
+    if missing:
+        raise LookupError(f"tqd.http.openapi.OPS has no entry for {', '.join(missing)}")
+    return routes
+
+
+def _ref(t: Any) -> dict[str, Any]:
+    return {"$ref": _REF.format(name=t.__name__)}
+
+
+def _param(q: Query) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": {int: "integer", float: "number"}.get(q.type, "string")}
+    for key, value in (("minimum", q.minimum), ("maximum", q.maximum), ("pattern", q.pattern),
+                       ("default", q.default)):
+        if value is not None:
+            schema[key] = value
+    if q.enum:
+        schema["enum"] = list(q.enum)
+    out = {"name": q.name, "in": "query", "required": q.required, "schema": schema}
+    if q.description:
+        out["description"] = q.description
+    return out
+
+
+def _content(t: Any, media: str, schema_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    if isinstance(t, dict):  # a schema of its own (a text body)
+        return {media: {"schema": t}}
+    if media == NDJSON:
+        return {media: {"schema": {"type": "array", "items": schema_of[t], "x-ndjson": True}}}
+    if t is None:
+        return {media: {"schema": {"type": "string", "format": "binary"}}}
+    return {media: {"schema": schema_of[t]}}
+
+
+def _error_answer(status: int, codes: list[str]) -> dict[str, Any]:
+    schema = {"allOf": [_ref(ErrorAnswer)], "properties": {"error": {"enum": codes}}}
+    return {"description": f"{_STATUS_TEXT.get(status, 'error')}: {', '.join(codes)}",
+            "content": {JSON: {"schema": schema}}}
+
+
+def _shared(answer: dict[str, Any], name: str, shared: dict[str, Any]) -> dict[str, Any]:
+    """A reference to `answer` in components.responses, under name (many routes share it)."""
+    assert shared.setdefault(name, answer) == answer, name
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _errors_of(route: _Route, op: Op) -> dict[int, list[str]]:
+    tables = [COMMON_ERRORS, op.errors]
+    if route.body.takes_body:
+        tables.append(BODY_ERRORS)
+    if "{queue}" in route.path:
+        tables.append(QUEUE_ERRORS)
+    if route.write:
+        tables.append(WRITE_ERRORS)
+    if route.right not in (None, "open"):
+        tables.append(AUTH_ERRORS)
+    out: dict[int, list[str]] = {}
+    for table in tables:
+        for status, codes in table.items():
+            out.setdefault(status, [])
+            out[status] += [c for c in codes if c not in out[status]]
+    return out
+
+
+def _request_body(route: _Route, op: Op, schema_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    if op.json is not None:
+        content.update(_content(op.json, JSON, schema_of))
+    if op.ndjson is not None:
+        content.update(_content(op.ndjson, NDJSON, schema_of))
+    limit = p.BODY_LIMITS[route.body.json]
+    return {"required": False, "content": content,
+            "description": f"at most {limit.reason}; an empty body is {{}}"}
+
+
+def _answers(route: _Route, op: Op, schema_of: dict[Any, dict[str, Any]],
+             shared: dict[str, Any]) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for status, body in sorted(op.answers.items()):
+        a: dict[str, Any] = {"description": (body.description if body and body.description
+                                             else _STATUS_TEXT[status])}
+        if body is not None and (body.type is not None or body.media != JSON):
+            a["content"] = _content(body.type, body.media, schema_of)
+            if status == 201 and op.ndjson is not None:  # a bulk enqueue answers a line per job
+                a["content"].update(_content(body.type, NDJSON, schema_of))
+        if body is not None and body.headers:
+            a["headers"] = {h: HEADERS[h] for h in body.headers}
+        answers[str(status)] = a
+    if route.write:
+        answers["307"] = _shared({**_error_answer(307, ["no_leader"]),
+                                  "headers": {h: {**HEADERS[h], "required": True}
+                                              for h in ("Location", "X-Tqd-Leader")}},
+                                 "to_leader", shared)
+    for status, codes in sorted(_errors_of(route, op).items()):
+        if str(status) in answers:  # a 503 that is also an answer (readyz): either shape
+            prev = answers[str(status)]["content"][JSON]["schema"]
+            err = _error_answer(status, codes)["content"][JSON]["schema"]
+            answers[str(status)]["content"][JSON]["schema"] = {"anyOf": [prev, err]}
+        else:
+            answers[str(status)] = _shared(_error_answer(status, codes),
+                                           f"e{status}_{'_'.join(codes)}", shared)
+    return dict(sorted(answers.items()))
+
+
+def _security(route: _Route, op: Op) -> dict[str, Any]:
+    """Who may call it, where the route table says (Route.need): nothing without auth."""
+    if route.right is None:
+        return {}
+    if route.right == "open":
+        return {"x-tqd-right": route.right, "security": []}
+    if op.token_optional_unless:
+        return {"x-tqd-right": route.right, "security": [{}, {"token": []}],
+                "description": f"a token is needed only with {op.token_optional_unless}"}
+    return {"x-tqd-right": route.right, "security": [{"token": []}]}
+
+
+def _operation(route: _Route, op: Op, schema_of: dict[Any, dict[str, Any]],
+               shared: dict[str, Any]) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": _NAME_RE}}
+        for name in ("queue", "id") if f"{{{name}}}" in route.path
+    ]
+    params += [_param(q) for q in op.query]
+    out: dict[str, Any] = {"operationId": route.name, "summary": op.summary, "tags": [op.tag]}
+    if params:
+        out["parameters"] = params
+    if route.body.takes_body:
+        out["requestBody"] = _request_body(route, op, schema_of)
+    out["responses"] = _answers(route, op, schema_of, shared)
+    out["x-tqd-write"] = route.write
+    out.update(_security(route, op))
+    if op.internal:
+        out["x-internal"] = True
+    return out
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the routes the server serves, as plain JSON data."""
+    routes = _routes()
+    used = [op for r in routes for op in [OPS[(r.method, r.path)]]]
+    types: list[Any] = [ErrorAnswer]
+    for op in used:
+        for t in [op.json, op.ndjson, *(b.type for b in op.answers.values() if b is not None)]:
+            if t is not None and not isinstance(t, dict) and t not in types:
+                types.append(t)
+    wire = [_wire_type(t) for t in types]
+    schemas, components = msgspec.json.schema_components(wire, ref_template=_REF)
+    schema_of = dict(zip(types, schemas, strict=True))
+    components["ErrorAnswer"]["properties"]["error"]["enum"] = sorted(BY_CODE)
+    paths: dict[str, dict[str, Any]] = {}
+    shared: dict[str, Any] = {}
+    for r in routes:
+        operation = _operation(r, OPS[(r.method, r.path)], schema_of, shared)
+        paths.setdefault(r.path, {})[r.method.lower()] = operation
+    components_out: dict[str, Any] = {"schemas": dict(sorted(components.items())),
+                                      "responses": dict(sorted(shared.items()))}
+    if any(r.right is not None for r in routes):
+        components_out["securitySchemes"] = {"token": {
+            "type": "http", "scheme": "bearer",
+            "description": "a token of `tqd token create` (only when the server runs with --auth)"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "tqd", "version": "v1", "description": INFO_DESCRIPTION,
+                 "license": {"name": "MIT", "identifier": "MIT"}},
+        "servers": [{"url": "http://127.0.0.1:7070"}],
+        "tags": [{"name": t} for t in dict.fromkeys(op.tag for op in used)],
+        "paths": paths,
+        "components": components_out,
+    }
+
+
+def document_bytes() -> bytes:
+    """The document as docs/openapi.json holds it: indented, keys in a stable order."""
+    return msgspec.json.format(msgspec.json.encode(openapi_document()), indent=2) + b"\n"
+
+
+@functools.cache
+def _cached() -> bytes:
+    return msgspec.json.encode(openapi_document())
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """GET /openapi.json: this document (made once, on the first request)."""
+    return web.Response(body=_cached(), content_type=JSON)
+
+
+def main() -> None:
+    sys.stdout.buffer.write(document_bytes())
+
+
+if __name__ == "__main__":
+    main()
