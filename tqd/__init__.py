@@ -40,18 +40,20 @@ if TYPE_CHECKING:
         SyncClient,
         Unauthorized,
     )
+    from .client.errors import QueueFull
     from .client.worker import Fatal, JobCancelled, JobContext, Retry, Worker
 
 _CLIENT = ("Client", "SyncClient", "Job", "LeasedJob", "ClientError", "ConnectionFailed", "Forbidden",
            "InvalidJob", "InvalidQueue", "InvalidRequest", "InvalidState", "LeaseLost", "NotFound",
            "NotReady", "NoLeader", "NotReplicated", "PayloadTooLarge", "RateLimited", "ServerError", "StorageFull", "Unauthorized")
 _WORKER = ("Worker", "JobContext", "Retry", "Fatal", "JobCancelled")
-_LAZY = {**{n: "client.api" for n in _CLIENT}, **{n: "client.worker" for n in _WORKER}}
+_LAZY = {**{n: "client.api" for n in _CLIENT}, **{n: "client.worker" for n in _WORKER},
+         "QueueFull": "client.errors"}
 __all__ = [  # noqa: RUF022 - grouped as above
     "__version__", "Client", "SyncClient", "Job", "LeasedJob", "ClientError", "ConnectionFailed",
     "Forbidden", "InvalidJob", "InvalidQueue", "InvalidRequest", "InvalidState", "LeaseLost", "NotFound",
     "NotReady", "NoLeader", "NotReplicated", "PayloadTooLarge", "RateLimited", "ServerError",
-    "StorageFull", "Unauthorized", "Worker", "JobContext", "Retry", "Fatal", "JobCancelled",
+    "StorageFull", "Unauthorized", "QueueFull", "Worker", "JobContext", "Retry", "Fatal", "JobCancelled",
 ]
 
 

@@ -48,6 +48,11 @@ class Settings:
         metadata={"help": "a lease answer stops adding jobs past this many bytes (at least "
                           "one job always goes): bounds the memory and time of one lease"},
     )
+    queue_max_depth: int = field(
+        default=0,
+        metadata={"help": "jobs a queue may hold waiting (queued + scheduled); an enqueue "
+                          "past it gets 429 queue_full: backpressure (0: no limit)"},
+    )
     max_errors_kept: int = field(default=20, metadata={"help": "error log entries kept per job"})
     map_size_bytes: int = field(
         default=32 * GiB, metadata={"help": "LMDB map size (the store's size limit)"}
@@ -161,7 +166,7 @@ def _problems(s: Settings) -> list[str]:
                  "max_errors_kept", "max_lease_bytes", "log_keep_entries", "log_keep_bytes", "max_batch_ops"):
         if getattr(s, name) < 1:
             out.append(f"{name} must be >= 1")
-    for name in ("body_min_rate_bytes_s", "max_connections"):
+    for name in ("body_min_rate_bytes_s", "max_connections", "queue_max_depth"):
         if getattr(s, name) < 0:
             out.append(f"{name} must be >= 0")
     if s.map_size_bytes < 64 * 1024:

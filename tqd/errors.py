@@ -87,6 +87,12 @@ class RateLimited(TqdError):
     code, http_status = "rate_limited", 429
 
 
+class QueueFull(TqdError):
+    """The queue holds --queue-max-depth jobs waiting (queued + scheduled): backpressure."""
+
+    code, http_status = "queue_full", 429
+
+
 class NotReady(TqdError):
     code, http_status = "not_ready", 503
 
@@ -139,6 +145,6 @@ BY_CODE: dict[str, type[TqdError]] = {
         InvalidRequest, InvalidJob, InvalidQueue, Unauthorized, Forbidden, NotFound,
         MethodNotAllowed, RequestTimeout, LeaseLost, InvalidState, PayloadTooLarge,
         UnsupportedMediaType, RateLimited, NotReady, TooManyConnections, StorageFull, Internal,
-        NoLeader, NotReplicated, LogDiverged, LogGone,
+        NoLeader, NotReplicated, LogDiverged, LogGone, QueueFull,
     )
 }

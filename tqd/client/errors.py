@@ -93,6 +93,12 @@ class RateLimited(ClientError):
     code = "rate_limited"
 
 
+class QueueFull(RateLimited):
+    """The queue is at its maximum depth: back off and enqueue again later."""
+
+    code = "queue_full"
+
+
 class NotReady(ClientError):
     code = "not_ready"
 
@@ -122,8 +128,8 @@ class ServerError(ClientError):
 _BY_CODE: dict[str, type[ClientError]] = {
     c.code: c for c in (
         InvalidRequest, InvalidJob, InvalidQueue, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
-        LeaseLost, InvalidState, PayloadTooLarge, UnsupportedMediaType, RateLimited, NotReady,
-        NoLeader, NotReplicated, StorageFull, ServerError,
+        LeaseLost, InvalidState, PayloadTooLarge, UnsupportedMediaType, RateLimited, QueueFull,
+        NotReady, NoLeader, NotReplicated, StorageFull, ServerError,
     )
 }
 # When the body carries no known code (a proxy's error page), fall back on the status.

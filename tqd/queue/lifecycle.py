@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from ..config import Settings
-from ..errors import LeaseLost, NotFound
+from ..errors import LeaseLost, NotFound, QueueFull
 from ..protocol import NULL, STATES, EnqueueResult, ErrorEntry, ErrorEntryWire, JobRecord, LeasedJob
 from . import ops
 from . import records as r
@@ -219,6 +219,14 @@ class Lifecycle(Rules):
         return EnqueueResult(jid, STATES[st.state], False)
 
     def enqueue(self, tx: WriteTx, op: ops.Enqueue) -> list[EnqueueResult]:
+        limit = self.s.queue_max_depth
+        if limit:  # before any write: a refused enqueue changes nothing
+            peek = tx.peek_qstat(op.queue)
+            waiting = 0 if peek is None else peek.queued + peek.scheduled
+            if waiting + len(op.jobs) > limit:
+                raise QueueFull(f"queue {op.queue} holds {waiting} waiting jobs; at most "
+                                f"{limit} (--queue-max-depth): enqueue again later",
+                                depth=waiting, max_depth=limit)
         out: list[EnqueueResult] = []
         qs = tx.qstat(op.queue)
         now = op.now
