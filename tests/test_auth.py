@@ -54,6 +54,7 @@ MAY: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/v1/_repl/snapshot"): set(),
     ("GET", "/healthz"): OPEN,
     ("GET", "/metrics"): OPEN,  # unless --metrics-auth (tests/test_metrics.py)
+    ("GET", "/openapi.json"): OPEN,
     ("GET", "/readyz"): OPEN,
 }
 BODIES: dict[str, Any] = {

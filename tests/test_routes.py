@@ -34,6 +34,7 @@ READS = {
     ("GET", "/readyz"),
     ("GET", "/v1/cluster"),
     ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
     ("GET", "/v1/_repl/log"),  # a follower's fetch: reads the leader's log (and pins it)
     ("GET", "/v1/_repl/snapshot"),
 }

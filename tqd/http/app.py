@@ -36,7 +36,7 @@ from ..observe.metrics import CONTENT_TYPE, observe_request, render
 from ..queue import validate
 from ..queue.ops import AckItem, AckOutcome, NewJob
 from ..service import QueueService
-from . import auth, repl
+from . import auth, openapi, repl
 from . import body as httpbody
 from .body import DROP, NDJSON, BodyRule
 
@@ -483,6 +483,7 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/_repl/log", repl.repl_log, READ, CLUSTER),
     Route("GET", "/v1/_repl/snapshot", repl.repl_snapshot, READ, CLUSTER),
     Route("GET", "/metrics", metrics, READ, READ_ANY),  # OPEN unless --metrics-auth
+    Route("GET", "/openapi.json", openapi.openapi, READ, OPEN),
     Route("GET", "/healthz", healthz, READ, OPEN),
     Route("GET", "/readyz", readyz, READ, OPEN),
 ]

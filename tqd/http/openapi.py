@@ -198,7 +198,8 @@ OPS: dict[tuple[str, str], Op] = {
         "enqueue one job (JSON), or many (NDJSON, atomic)",
         {200: Body(p.EnqueueResult, description="the job exists already (key or id): not made"),
          201: Body(p.EnqueueResult, description="made; NDJSON in, NDJSON out (one line per job)")},
-        {400: ("invalid_job",)}, json=p.EnqueueRequest, ndjson=p.EnqueueRequest),
+        {400: ("invalid_job",), 429: ("queue_full",)}, json=p.EnqueueRequest,
+        ndjson=p.EnqueueRequest),
     ("GET", "/v1/queues/{queue}/jobs"): Op(
         "a queue's jobs, oldest first, a page at a time",
         {200: Body(p.JobPage)},

@@ -79,6 +79,9 @@ _meta_dec = msgspec.msgpack.Decoder(Meta)
 _DBS = REPLICATED + LOCAL
 
 
+MAX_ID_BYTES = 400  # a job id longer than this is no job's (LMDB keys end at 511 bytes)
+
+
 class StorageFailed(Exception):
     """A commit failed in the filesystem (full, or an I/O error): LMDB kept the last commit."""
 
@@ -243,15 +246,24 @@ class ReadTx:
 
     # jobs
     def get_spec(self, jid: str) -> JobSpec | None:
-        raw = self.txn.get(jid.encode(), db=self._spec)
+        k = jid.encode()
+        if not 0 < len(k) <= MAX_ID_BYTES:  # no such job (and no key LMDB would refuse)
+            return None
+        raw = self.txn.get(k, db=self._spec)
         return None if raw is None else _spec_dec.decode(raw)
 
     def get_state(self, jid: str) -> JobState | None:
-        raw = self.txn.get(jid.encode(), db=self._state)
+        k = jid.encode()
+        if not 0 < len(k) <= MAX_ID_BYTES:
+            return None
+        raw = self.txn.get(k, db=self._state)
         return None if raw is None else _state_dec.decode(raw)
 
     def get_extra(self, jid: str, kind: bytes) -> bytes | None:
-        raw = self.txn.get(jid.encode() + b"\x00" + kind, db=self._extra)
+        k = jid.encode()
+        if not 0 < len(k) <= MAX_ID_BYTES:
+            return None
+        raw = self.txn.get(k + b"\x00" + kind, db=self._extra)
         return None if raw is None else bytes(raw)
 
     def key_get(self, queue: str, key: str) -> str | None:
