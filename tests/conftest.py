@@ -7,9 +7,11 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,11 +20,13 @@ from tqd.engine.writer import Writer
 from tqd.queue.core import Core
 from tqd.storage.store import Store
 
-LISTEN_RE = re.compile(rb"tqd (?:\S+ )?listening on (http://\S+)")
+LISTEN_RE = re.compile(rb"tqd (?:\S+ )?listening on (https?://\S+)")
 
 
 class ServerProcess:
-    """A running `tqd serve`; `url` is its base URL."""
+    """A running `tqd serve`; `url` is its base URL. Its stderr is read as it comes (a
+    server whose log fills the pipe would block, and answer nothing); `log` has it all
+    once it is stopped."""
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
@@ -31,6 +35,8 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.log = b""
+        self._tail: list[bytes] = []
+        self._drain: threading.Thread | None = None
 
     def start(self, timeout: float = 15.0) -> ServerProcess:
         cmd = [sys.executable, "-m", "tqd", "serve", "--port", "0", "--data", str(self.data_dir),
@@ -49,6 +55,10 @@ class ServerProcess:
             if m:
                 self.url = m.group(1).decode()
                 self.log = buf
+                self._tail = []
+                self._drain = threading.Thread(target=self._pump, args=(self.proc.stderr,),
+                                               daemon=True)
+                self._drain.start()
                 return self
         self.proc.kill()
         raise RuntimeError(f"tqd serve did not start: {buf.decode(errors='replace')}")
@@ -63,9 +73,19 @@ class ServerProcess:
             self.proc.kill()
             rc = self.proc.wait()
         assert self.proc.stderr is not None
-        self.log += self.proc.stderr.read()
+        if self._drain is not None:
+            self._drain.join(10)
+            self._drain = None
+        else:
+            self.log += self.proc.stderr.read()
+        self.log += b"".join(self._tail)
+        self._tail = []
         self.proc.stderr.close()
         return rc
+
+    def _pump(self, err: Any) -> None:
+        for line in iter(err.readline, b""):
+            self._tail.append(line)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
