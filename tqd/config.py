@@ -100,6 +100,16 @@ class Settings:
         metadata={"help": "TOML file of access tokens, made with `tqd token create`; every /v1 "
                           "call then needs one (re-read on SIGHUP). Empty: no auth, all open"},
     )
+    tls_cert: str = field(
+        default="", metadata={"help": "PEM certificate (chain) to serve HTTPS with; with "
+                                      "--tls-key. Empty: plain HTTP"},
+    )
+    tls_key: str = field(default="", metadata={"help": "PEM private key of --tls-cert"})
+    tls_client_ca: str = field(
+        default="",
+        metadata={"help": "PEM CA bundle: clients (and other nodes) must present a "
+                          "certificate it signed (mutual TLS). Empty: no client certificates"},
+    )
     metrics_auth: bool = field(
         default=False,
         metadata={"help": "with --auth, GET /metrics needs a token with the read right "
@@ -176,6 +186,10 @@ def _problems(s: Settings) -> list[str]:
 
 def _cluster_problems(s: Settings) -> list[str]:
     out = []
+    if bool(s.tls_cert) != bool(s.tls_key):
+        out.append("tls_cert and tls_key go together")
+    if s.tls_client_ca and not s.tls_cert:
+        out.append("tls_client_ca needs tls_cert and tls_key (mutual TLS is TLS)")
     if s.sync_replicas < 0:
         out.append("sync_replicas must be >= 0")
     if not s.lease_ttl_s >= 0.5:

@@ -1,8 +1,9 @@
 """`tqd serve`: boot (lock, recover), listen, and drain cleanly on SIGTERM/SIGINT.
 
-Start-up order: lock the data dir and fork the writer (before the event loop or any
-thread exists), raise the open-file limit, start the service (recovery, background
-loops), listen, install the signal handlers, print the banner.
+Start-up order: read the TLS certificate and key (exit 2 if they are bad), lock the data
+dir and fork the writer (before the event loop or any thread exists), raise the
+open-file limit, start the service (recovery, background loops), listen (https with
+TLS), install the signal handlers, print the banner.
 
 Shutdown order: stop leasing (answer long-polls), stop accepting connections
 and let in-flight requests finish, flush the writer, close LMDB, unlock.
@@ -16,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
-
-from aiohttp import web
 
 from . import __version__
 from .cluster.lease import LeaseStoreError, LeaseStoreUnsafe, open_lease_store
@@ -26,7 +26,7 @@ from .cluster.node import Node
 from .config import Settings
 from .engine.remote import WriterHandle
 from .http.app import IN_FLIGHT, make_app
-from .http.conn import connection_limit, make_runner
+from .http.conn import Site, connection_limit, make_runner, server_tls
 from .http.repl import NODE
 from .service import QueueService, spawn_writer
 
@@ -37,11 +37,17 @@ _CLOSE_WAIT_S = 0.5  # after the drain, what aiohttp gets to close the connectio
 def run(settings: Settings) -> None:
     import uvloop
 
+    try:
+        tls = server_tls(settings)
+    except ValueError as e:
+        print(f"tqd: bad setting: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     lock_fd, writer = spawn_writer(settings)  # fork before the event loop or any thread exists
-    uvloop.run(serve(settings, lock_fd, writer))
+    uvloop.run(serve(settings, lock_fd, writer, tls))
 
 
-async def serve(settings: Settings, lock_fd: int, writer: WriterHandle) -> None:
+async def serve(settings: Settings, lock_fd: int, writer: WriterHandle,
+                tls: ssl.SSLContext | None = None) -> None:
     max_connections = connection_limit(settings)  # raises the open-file limit
     service = QueueService(settings, lock_fd=lock_fd, writer=writer)
     await service.start()
@@ -51,7 +57,7 @@ async def serve(settings: Settings, lock_fd: int, writer: WriterHandle) -> None:
         app[NODE] = node
     runner = make_runner(app, settings, max_connections, shutdown_timeout_s=_CLOSE_WAIT_S)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
+    site = Site(runner, settings.host, settings.port, tls, backlog=2048, reuse_address=True)
     try:
         await site.start()
     except OSError as e:
@@ -60,7 +66,7 @@ async def serve(settings: Settings, lock_fd: int, writer: WriterHandle) -> None:
         raise SystemExit(f"tqd: cannot listen on {settings.host}:{settings.port}: {e.strerror}") from None
     port = runner.addresses[0][1]
     if node is not None:
-        node.bind(settings.host, port)
+        node.bind(settings.host, port, tls=tls is not None)
         await node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -68,7 +74,8 @@ async def serve(settings: Settings, lock_fd: int, writer: WriterHandle) -> None:
         loop.add_signal_handler(sig, stop.set)
     cluster = "" if node is None else (f", node {node.id} at {node.advertise}, lease in "
                                        f"{node.store.description}")
-    print(f"tqd {__version__} listening on http://{settings.host}:{port} (data {settings.data_dir}, "
+    scheme = "https" if tls is not None else "http"
+    print(f"tqd {__version__} listening on {scheme}://{settings.host}:{port} (data {settings.data_dir}, "
           f"at most {max_connections} connections{cluster})", file=sys.stderr, flush=True)
     await stop.wait()
     log.info("tqd draining")

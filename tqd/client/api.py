@@ -18,7 +18,14 @@ through `Client._call`, which:
   writes to that leader (`X-Tqd-Leader`) directly. Reads keep going to the
   configured URLs: any node answers them (a follower may be a moment behind);
 - turns every `{"error": code}` answer into a typed `ClientError` subclass
-  (`errors.py`).
+  (`errors.py`);
+- reports a TLS failure (a server certificate it cannot verify, a server that is not
+  TLS, a client certificate refused) at once as `ConnectionFailed`, without retrying:
+  configuration, not an outage.
+
+`https://` URLs are verified, always: against the system CAs, or the bundle given as
+`ca_file`; `cert_file`/`key_file` are the client certificate for a server that asks for
+one (mutual TLS). See `client_tls`.
 
 `SyncClient` runs a `Client` on a private event loop thread, so both share one
 implementation and the sync client is safe to use from many threads.
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -66,7 +74,7 @@ from .retry import CallRetry, Outcome, Policy
 
 __all__ = [
     "DEFAULT_URL", "Client", "SyncClient", "Job", "JobError", "LeasedJob", "JobPage", "QueuePage",
-    "FailResult", "EnqueueResult", "QueueStats", "AckLineResult", "base_url",
+    "FailResult", "EnqueueResult", "QueueStats", "AckLineResult", "base_url", "client_tls",
     "ClientError", "ConnectionFailed", "InvalidRequest", "InvalidJob", "InvalidQueue", "Unauthorized",
     "Forbidden", "NotFound", "MethodNotAllowed", "LeaseLost", "InvalidState", "PayloadTooLarge",
     "UnsupportedMediaType", "RateLimited", "NotReady", "NoLeader", "NotReplicated", "StorageFull",
@@ -104,6 +112,54 @@ def base_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"bad server URL {url!r}: expected http://HOST:PORT")
     return u
+
+
+def client_tls(ca_file: str | None = None, cert_file: str | None = None,
+               key_file: str | None = None) -> ssl.SSLContext:
+    """How the client checks an https server, and the certificate it shows when asked.
+
+    The server's certificate is verified against `ca_file` (a PEM bundle) if given, else
+    the system CAs, and its name against the URL's host; there is no way to turn that off.
+    `cert_file` (PEM; with its key, or the key in `key_file`) is the client certificate for
+    mutual TLS. Raises ValueError for a file that cannot be read or does not fit.
+    """
+    if key_file and not cert_file:
+        raise ValueError("a client key (key_file, TQD_CLIENT_KEY) needs its certificate "
+                         "(cert_file, TQD_CLIENT_CERT)")
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"bad CA bundle (ca_file) {ca_file!r}: {_tls_text(e)}") from None
+    if cert_file:
+        try:
+            ctx.load_cert_chain(cert_file, key_file or None)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"bad client certificate (cert_file {cert_file!r}, key_file "
+                             f"{key_file!r}): {_tls_text(e)}") from None
+    return ctx
+
+
+def _tls_text(e: BaseException) -> str:
+    """An ssl error without its "[SSL: X]" prefix and "(_ssl.c:N)" suffix."""
+    if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
+        return e.verify_message
+    if isinstance(e, ssl.SSLError) and e.reason:
+        return e.reason.lower().replace("_", " ")
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e)
+
+
+def _tls_failure(e: aiohttp.ClientSSLError) -> ConnectionFailed:
+    cause = e.certificate_error if isinstance(e, aiohttp.ClientConnectorCertificateError) else e.os_error
+    before, after = "", ""
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        before = "the server's certificate cannot be verified: "
+        after = ("; give the CA that signed it as ca_file (TQD_CA_FILE), or use the name it "
+                 "was issued for")
+    elif isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
+        after = " (is the server serving plain http?)"
+    return ConnectionFailed(f"TLS with {e.host}:{e.port} failed: {before}{_tls_text(cause)}{after}")
 
 
 # ---- records ------------------------------------------------------------------
@@ -229,12 +285,16 @@ class Client:
     `retries` bounds resends of a call after other errors (with backoff);
     `connect_retries` (default: `retries`) bounds the rounds in which every URL
     refused the connection, with no failover in sight: 0 reports a server that
-    is down at once (the CLI does that).
+    is down at once (the CLI does that). `https://` servers are verified against
+    `ca_file` (env `TQD_CA_FILE`) or the system CAs; `cert_file`/`key_file` (env
+    `TQD_CLIENT_CERT`/`TQD_CLIENT_KEY`) are the client certificate for mutual TLS.
     """
 
     def __init__(self, url: str | Sequence[str] | None = None, *, token: str | None = None,
                  timeout_s: float = 30.0, retries: int = 4, connect_retries: int | None = None,
-                 backoff_s: float = 0.1, max_backoff_s: float = 5.0, failover_s: float = 30.0) -> None:
+                 backoff_s: float = 0.1, max_backoff_s: float = 5.0, failover_s: float = 30.0,
+                 ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None) -> None:
         if url is None:
             url = os.environ.get("TQD_URL") or DEFAULT_URL
         urls = [url] if isinstance(url, str) else list(url)
@@ -243,6 +303,12 @@ class Client:
             raise ValueError("no server URL given")
         self.urls = [base_url(u) for u in urls]
         self.token = token if token is not None else os.environ.get("TQD_TOKEN") or None
+        env = os.environ.get
+        tls = (ca_file if ca_file is not None else env("TQD_CA_FILE"),
+               cert_file if cert_file is not None else env("TQD_CLIENT_CERT"),
+               key_file if key_file is not None else env("TQD_CLIENT_KEY"))
+        # True: aiohttp's own context, verified against the system CAs (made once per process)
+        self.ssl: ssl.SSLContext | bool = client_tls(*tls) if any(tls) else True
         self.timeout_s = timeout_s
         self.retries = retries
         self.connect_retries = retries if connect_retries is None else connect_retries
@@ -270,7 +336,8 @@ class Client:
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
             self._session = aiohttp.ClientSession(
-                headers=headers, connector=aiohttp.TCPConnector(limit=100, limit_per_host=100))
+                headers=headers,
+                connector=aiohttp.TCPConnector(limit=100, limit_per_host=100, ssl=self.ssl))
         return self._session
 
     # -- transport --
@@ -299,6 +366,8 @@ class Client:
             try:
                 status, data, leader = await self._send(method, base + path, body, ctype, params,
                                                         self.timeout_s + extra_timeout_s)
+            except aiohttp.ClientSSLError as e:
+                raise _tls_failure(e) from e
             except aiohttp.ClientConnectorError as e:
                 # Nothing was sent. The leader we knew is gone: a failover; else maybe a node down.
                 err: ClientError = ConnectionFailed(f"cannot connect to {base}: {e.os_error}")
@@ -352,7 +421,7 @@ class Client:
                         continue
                     return resp.status, await resp.read(), leader
             except aiohttp.ClientConnectorError as e:
-                if hop == 0:
+                if hop == 0 or isinstance(e, aiohttp.ClientSSLError):
                     raise
                 assert leader is not None
                 raise _Misdirected(leader, url, e) from e

@@ -1,7 +1,9 @@
 """Client subcommands of `tqd` (worker, enqueue, queues, job, jobs, ...), registered into the CLI.
 
 Every command takes `--url` (env TQD_URL, several comma-separated; `http://`
-is assumed when there is no scheme) and `--token` (env TQD_TOKEN). The client
+is assumed when there is no scheme), `--token` (env TQD_TOKEN), and for https
+`--ca-file` (env TQD_CA_FILE; else the system CAs), `--client-cert` and
+`--client-key` (env TQD_CLIENT_CERT, TQD_CLIENT_KEY; mutual TLS). The client
 library is imported only when a client command runs, so `tqd serve` never
 loads it. An error becomes one line on stderr and an exit status:
 
@@ -126,6 +128,12 @@ def _cmd(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, fn
     p.add_argument("--url", help="server URL(s), comma-separated (env TQD_URL, default "
                    "http://127.0.0.1:7070)")
     p.add_argument("--token", default=os.environ.get("TQD_TOKEN"), help="bearer token (env TQD_TOKEN)")
+    p.add_argument("--ca-file", metavar="PEM", help="CA bundle to verify an https server with "
+                   "(env TQD_CA_FILE; default the system CAs)")
+    p.add_argument("--client-cert", metavar="PEM", help="client certificate, for a server that "
+                   "asks for one (mutual TLS; env TQD_CLIENT_CERT)")
+    p.add_argument("--client-key", metavar="PEM", help="the private key of --client-cert, if "
+                   "not in its file (env TQD_CLIENT_KEY)")
     p.set_defaults(func=lambda args: _main(fn, args))
     return p
 
@@ -150,7 +158,12 @@ def _client(args: argparse.Namespace) -> Client:
     from .api import Client
 
     # One connection attempt per URL: a server that is down is reported at once.
-    return Client(args.url, token=args.token, connect_retries=0)
+    return Client(args.url, token=args.token, connect_retries=0, **_tls(args))
+
+
+def _tls(args: argparse.Namespace) -> dict[str, Any]:
+    """The Client's TLS options from the flags (None: the Client reads TQD_*)."""
+    return {"ca_file": args.ca_file, "cert_file": args.client_cert, "key_file": args.client_key}
 
 
 def _console() -> Any:
@@ -198,6 +211,9 @@ def _worker(args: argparse.Namespace) -> int:
         obj.url = args.url
     if args.token is not None:
         obj.token = args.token
+    for name, v in _tls(args).items():
+        if v is not None:
+            setattr(obj, name, v)
     if args.concurrency is not None:
         obj.concurrency = args.concurrency
     if args.queues:
@@ -359,13 +375,13 @@ async def _jobs(args: argparse.Namespace) -> int:
 CLUSTER_TIMEOUT_S = 3.0
 
 
-async def _node_status(url: str, token: str | None) -> dict[str, Any]:
+async def _node_status(url: str, token: str | None, tls: dict[str, Any]) -> dict[str, Any]:
     """One node's `GET /v1/cluster`, or {"url", "role": "down", "error"} if it does not answer."""
     from .api import Client, ClientError
 
     try:
         async with Client(url, token=token, timeout_s=CLUSTER_TIMEOUT_S, retries=0,
-                          connect_retries=0, failover_s=0) as c:
+                          connect_retries=0, failover_s=0, **tls) as c:
             st = await c.cluster()
     except ClientError as e:
         return {"url": url, "role": "down", "error": str(e)}
@@ -373,7 +389,8 @@ async def _node_status(url: str, token: str | None) -> dict[str, Any]:
     return st
 
 
-async def _cluster_nodes(urls: list[str], token: str | None) -> list[dict[str, Any]]:
+async def _cluster_nodes(urls: list[str], token: str | None,
+                         tls: dict[str, Any]) -> list[dict[str, Any]]:
     """The status of every node heard of: the URLs given, then the leader each names and the
     followers a leader lists, each node once (by the URL it advertises)."""
     from .api import base_url
@@ -385,7 +402,7 @@ async def _cluster_nodes(urls: list[str], token: str | None) -> list[dict[str, A
         batch = list(dict.fromkeys(u for u in todo if u not in asked))
         asked.update(batch)
         todo = []
-        for st in await asyncio.gather(*(_node_status(u, token) for u in batch)):
+        for st in await asyncio.gather(*(_node_status(u, token, tls) for u in batch)):
             nodes.setdefault(str(st["url"]), st)
             asked.add(str(st["url"]))
             named = [st.get("leader")] + [f.get("url") for f in st.get("followers") or []]
@@ -408,7 +425,7 @@ async def _cluster(args: argparse.Namespace) -> int:
 
     raw = args.url or os.environ.get("TQD_URL") or DEFAULT_URL
     urls = [base_url(u) for u in raw.split(",") if u.strip()]
-    nodes = await _cluster_nodes(urls, args.token)
+    nodes = await _cluster_nodes(urls, args.token, _tls(args))
     leaders = sorted((n for n in nodes if _leads(n)), key=lambda n: -int(n.get("term") or 0))
     if args.json:
         print(json.dumps(nodes))

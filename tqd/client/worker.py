@@ -354,8 +354,9 @@ def _short(raw: bytes, n: int = 80) -> str:
 class Worker:
     """Runs registered handlers for jobs leased from `queues` (tried in the order given).
 
-    `url`/`token` default to TQD_URL/TQD_TOKEN. `lease_timeout_s` overrides each
-    job's own timeout. `poll_wait_s` is how long one lease request long-polls;
+    `url`/`token` default to TQD_URL/TQD_TOKEN; `ca_file`, `cert_file`, `key_file`
+    (TQD_CA_FILE, TQD_CLIENT_CERT, TQD_CLIENT_KEY) are the Client's (TLS).
+    `lease_timeout_s` overrides each job's own timeout. `poll_wait_s` is how long one lease request long-polls;
     a stop waits for the one in flight, so it also bounds how long an idle
     worker takes to stop. `burst` makes `run()` return once nothing is queued,
     nothing runs, and no retry is due within `burst_wait_s`; it raises the
@@ -365,9 +366,12 @@ class Worker:
     def __init__(self, url: str | Sequence[str] | None = None, *, queues: Sequence[str] = ("default",),
                  concurrency: int = 10, token: str | None = None, name: str | None = None,
                  lease_timeout_s: float | None = None, poll_wait_s: float = 5.0,
-                 grace_s: float = 10.0, burst: bool = False, burst_wait_s: float = 60.0) -> None:
+                 grace_s: float = 10.0, burst: bool = False, burst_wait_s: float = 60.0,
+                 ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None) -> None:
         self.url = url
         self.token = token
+        self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
         self.queues = list(queues)
         self.concurrency = concurrency
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -427,7 +431,8 @@ class Worker:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-        self.client = Client(self.url, token=self.token)
+        self.client = Client(self.url, token=self.token, ca_file=self.ca_file,
+                             cert_file=self.cert_file, key_file=self.key_file)
         self.acks = AckBatcher(self.client)
         self.acks.start()
         log.info("worker %s: queues %s, concurrency %d, types %s%s", self.name, ",".join(self.queues),

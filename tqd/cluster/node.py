@@ -21,6 +21,12 @@ are never compared; see ../shared/research/lease.md §2.3):
   follows the new leader (from a snapshot if it wrote entries nobody has).
 - SIGTERM on the leader hands over: the gate closes, the followers get a moment to catch
   up, and the lease is written with ``holder`` null.
+
+Over TLS (--tls-cert/--tls-key) a node advertises ``https://`` and talks to the leader over
+TLS (`node_tls`): it verifies the leader's certificate against --tls-client-ca when set
+(the nodes of one cluster share a CA: the one that signed their certificates), else
+against the system CAs, and presents its own certificate as its client certificate, so
+that a leader requiring client certificates (mutual TLS) lets its followers in.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import logging
 import math
 import random
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable
@@ -49,6 +56,14 @@ from .replicas import Replicas
 log = logging.getLogger("tqd.cluster")
 T = TypeVar("T")
 GATE_FRACTION = 0.7  # the leader writes until its last renew's send time + this × TTL
+
+
+def node_tls(s: Settings) -> ssl.SSLContext:
+    """How a node checks the leader it follows over https (see the module docstring)."""
+    ctx = ssl.create_default_context(cafile=s.tls_client_ca or None)
+    if s.tls_cert:  # read once already by the server's context: a bad file stopped the start
+        ctx.load_cert_chain(s.tls_cert, s.tls_key)
+    return ctx
 
 
 class Node:
@@ -92,12 +107,12 @@ class Node:
 
     # ---- life cycle --------------------------------------------------------------
 
-    def bind(self, host: str, port: int) -> None:
+    def bind(self, host: str, port: int, tls: bool = False) -> None:
         """The node's name and URL: --node-id and --advertise, else from where it listens."""
         if host in ("", "0.0.0.0", "::"):
             host = socket.gethostname()
         if not self.advertise:
-            self.advertise = f"http://{host}:{port}"
+            self.advertise = f"{'https' if tls else 'http'}://{host}:{port}"
         if not self.id:
             self.id = f"{host}:{port}"
         self.replicas.me = self.id
@@ -111,8 +126,8 @@ class Node:
         if self.settings.cluster_token_file:  # the leader's /v1/_repl/* ask for it (tqd.auth)
             headers["Authorization"] = "Bearer " + read_cluster_token(
                 Path(self.settings.cluster_token_file)).decode()
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16),
-                                             headers=headers)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=16, ssl=node_tls(self.settings)), headers=headers)
         loops = self.service.loops
         loops.start("lease", self._lease_loop)
         loops.start("replication", self.follower.loop)

@@ -14,6 +14,12 @@ connections (`Connection`, sharing one `Guard`) are held to these limits:
   bad method or version) are the protocol's JSON errors with one log line, not text with
   a traceback (`parser_error`, `raw_reply`).
 
+With --tls-cert/--tls-key the connections are TLS (`server_tls`: TLS 1.2 or newer; with
+--tls-client-ca a client must present a certificate that CA signed), and `Site` listens
+with the TLS handshake held to header_timeout_s too (asyncio's default is 60 s). A
+connection is counted against max_connections, and its header clock starts, once its
+handshake is done: the handshake itself is bounded by that timeout only.
+
 Body limits and the body timeout are body.py's; the routes and handlers app.py's; when to
 listen and how to drain, tqd.daemon's.
 """
@@ -23,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import resource
+import ssl
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -61,6 +69,67 @@ def make_runner(app: web.Application, settings: Settings, max_connections: int,
                   keepalive_timeout=settings.keepalive_timeout_s,
                   max_line_size=MAX_URL_BYTES, max_field_size=MAX_HEADER_BYTES,
                   max_headers=MAX_HEADERS, auto_decompress=False)  # read_body decompresses, bounded
+
+
+def server_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context to serve with (None: plain HTTP). Raises ValueError, naming the setting,
+    for a certificate, key or CA file that cannot be read or does not fit."""
+    if not settings.tls_cert:
+        return None
+    files = {"tls_cert": settings.tls_cert, "tls_key": settings.tls_key,
+             "tls_client_ca": settings.tls_client_ca}
+    for name, path in files.items():
+        try:
+            if path:
+                open(path, "rb").close()
+        except OSError as e:
+            raise ValueError(f"{name}: cannot read {path}: {e.strerror}") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except ssl.SSLError as e:
+        if e.reason == "KEY_VALUES_MISMATCH":
+            raise ValueError(f"tls_key {settings.tls_key} is not the private key of tls_cert "
+                             f"{settings.tls_cert}") from None
+        raise ValueError(f"tls_cert {settings.tls_cert} and tls_key {settings.tls_key} are not a "
+                         f"PEM certificate chain and its private key ({_ssl_text(e)})") from None
+    if settings.tls_client_ca:
+        try:
+            ctx.load_verify_locations(cafile=settings.tls_client_ca)
+        except ssl.SSLError as e:
+            raise ValueError(f"tls_client_ca {settings.tls_client_ca} is not a PEM bundle of CA "
+                             f"certificates ({_ssl_text(e)})") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _ssl_text(e: ssl.SSLError) -> str:
+    """OpenSSL's reason, without the "[SSL: X]" and "(_ssl.c:N)" around it."""
+    if e.reason:
+        return str(e.reason).lower().replace("_", " ")
+    return re.sub(r"^\[\w+(: \w+)?\] |\s*\(_ssl\.c:\d+\)$", "", e.strerror or str(e))
+
+
+class Site(web.TCPSite):
+    """aiohttp's TCP site, with the TLS handshake bounded by header_timeout_s."""
+
+    def __init__(self, runner: Runner, host: str, port: int, ssl_context: ssl.SSLContext | None,
+                 **kwargs: Any) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context, **kwargs)
+        self._handshake_timeout_s = runner.guard.header_timeout_s
+
+    async def start(self) -> None:
+        if self._ssl_context is None:
+            return await super().start()
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port,
+            ssl_handshake_timeout=self._handshake_timeout_s)
+        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
 
 
 def raise_fd_limit() -> int:
@@ -249,10 +318,10 @@ class Runner(web.AppRunner):
 
     def __init__(self, app: web.Application, guard: Guard, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self._guard = guard
+        self.guard = guard
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # the app's startup, and the arguments it adds
-        return _Server(self._guard, plain.request_handler, request_factory=plain.request_factory,
+        return _Server(self.guard, plain.request_handler, request_factory=plain.request_factory,
                        handler_cancellation=plain.handler_cancellation,
                        loop=asyncio.get_running_loop(), **plain._kwargs)
