@@ -69,6 +69,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _cmd(sub, "queues", _queues, "table of queues: depth by state, oldest age")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    p = _cmd(sub, "top", _top, "a live view of the queues: depth, rates, oldest job; the node")
+    p.add_argument("--interval", "-i", type=float, default=1.0, metavar="S",
+                   help="seconds between readings (default 1)")
+    p.add_argument("--iterations", "-n", type=int, metavar="N",
+                   help="stop after N readings (default: until Ctrl-C)")
+
     p = _cmd(sub, "cluster", _cluster, "the nodes of a cluster: role, term, position, lag")
     p.add_argument("--json", action="store_true", help="print the nodes' status as a JSON list")
 
@@ -277,6 +283,13 @@ async def _enqueue_file(args: argparse.Namespace) -> int:
 
 
 # ---- inspecting -----------------------------------------------------------------
+
+
+async def _top(args: argparse.Namespace) -> int:
+    from . import top
+
+    async with _client(args) as c:
+        return await top.run(args, c, _console())
 
 
 async def _queues(args: argparse.Namespace) -> int:
