@@ -1,5 +1,5 @@
 """The `tqd` command: `tqd serve`, the client commands (tqd.client.commands) and
-`tqd token` (tqd.auth.commands)."""
+`tqd token` (tqd.auth.commands), `tqd keys` (tqd.storage.keycommands)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,14 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"tqd: bad setting: {e}", file=sys.stderr)
             return 2
+    if settings.encryption_key_file:
+        from .storage import crypt
+
+        try:  # likewise: the server and the writer process each load it again
+            crypt.load(settings.encryption_key_file)
+        except crypt.KeyFileInvalid as e:
+            print(f"tqd: bad setting: {e}", file=sys.stderr)
+            return 2
     try:
         run(settings)
     except DataDirLocked as e:
@@ -65,9 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_serve(sub)
     from .auth import commands as token_commands
     from .client import commands
+    from .storage import keycommands
 
     commands.register(sub)
     token_commands.register(sub)
+    keycommands.register(sub)
     args = parser.parse_args(argv)
     rc: int = args.func(args)
     return rc

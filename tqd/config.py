@@ -110,6 +110,12 @@ class Settings:
         metadata={"help": "PEM CA bundle: clients (and other nodes) must present a "
                           "certificate it signed (mutual TLS). Empty: no client certificates"},
     )
+    encryption_key_file: str = field(
+        default="",
+        metadata={"help": "file of AES-256-GCM keys (made by `tqd keys create`/`rotate`): "
+                          "payloads, results, progress and error details are stored "
+                          "encrypted, with the newest key. Empty: stored as sent"},
+    )
     metrics_auth: bool = field(
         default=False,
         metadata={"help": "with --auth, GET /metrics needs a token with the read right "

@@ -33,7 +33,7 @@ from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, Queu
 from .queue import ops
 from .queue import records as r
 from .queue.core import AckOutcome, Core, ms
-from .storage import snapshot
+from .storage import crypt, snapshot
 from .storage.lock import lock_data_dir
 from .storage.log import Position
 from .storage.store import Store
@@ -83,7 +83,8 @@ class QueueService:
         self.s = settings
         self.clock = clock or SystemClock()
         self._lock_fd = lock_fd
-        self.store = Store(settings.data_dir, settings.map_size_bytes, readonly=True)
+        self.store = Store(settings.data_dir, settings.map_size_bytes, readonly=True,
+                           keys=crypt.load(settings.encryption_key_file))
         self.core = Core(settings)
         self.writer = RemoteWriter(writer, self._on_commit)
         self.draining = False

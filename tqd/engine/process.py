@@ -47,6 +47,7 @@ from ..config import Settings
 from ..errors import Internal, LogDiverged, StorageFull, TqdError
 from ..queue import ops
 from ..queue.core import Core
+from ..storage import crypt
 from ..storage.log import LogRejected, Position
 from ..storage.snapshot import SnapshotInvalid
 from ..storage.store import Store
@@ -124,7 +125,8 @@ def spawn(settings: Settings, make_writer: Callable[[Store, Core], Writer]) -> W
 
 def _child(sock: socket.socket, settings: Settings,
            make_writer: Callable[[Store, Core], Writer]) -> None:
-    store = Store(settings.data_dir, settings.map_size_bytes)
+    store = Store(settings.data_dir, settings.map_size_bytes,
+                  keys=crypt.load(settings.encryption_key_file))
     w = make_writer(store, Core(settings))
     sock.sendall(READY)
     buf = bytearray()

@@ -24,6 +24,11 @@ Every put and delete to the replicated sub-databases (all but ``log`` and
 ``local``) is also recorded in the transaction (``Tx.fx``) and written as the
 commit's log entry (see log.py).
 
+With a keyring (``--encryption-key-file``, crypt.py) the ``spec`` and ``extra`` values are
+sealed before they are put (so the log, the snapshots and the followers carry ciphertext
+only) and opened when read: ``SealedReadTx``/``SealedTx``. Without one, the plain classes
+do no extra work at all.
+
 Leasing takes the first entries under ``q NUL``: O(log n) whatever the backlog.
 Every put and delete is counted (``Tx.puts``/``Tx.dels``) so benchmarks and
 tests can report write amplification per transition.
@@ -34,7 +39,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lmdb
 import msgspec
@@ -68,6 +73,9 @@ from .log import (
     local_decoder,
 )
 
+if TYPE_CHECKING:
+    from .crypt import Keyring
+
 _U64 = struct.Struct(">Q")
 _DUE = struct.Struct(">QB")
 _READY = struct.Struct(">BQ")
@@ -94,8 +102,13 @@ class Store:
     """The LMDB environment. Writes only through ``write()``, from the one writer (the writer
     process), or ``apply_entries`` on a follower; the server process opens it read-only."""
 
-    def __init__(self, path: Path, map_size: int, readonly: bool = False) -> None:
-        """``readonly``: this process only reads; another one (the writer process) writes."""
+    def __init__(self, path: Path, map_size: int, readonly: bool = False,
+                 keys: Keyring | None = None) -> None:
+        """``readonly``: this process only reads; another one (the writer process) writes.
+        ``keys``: seal job data with them (and open it); None: store it as it is."""
+        self.keys = keys
+        self._read_tx: type[ReadTx] = ReadTx if keys is None else SealedReadTx
+        self._write_tx: type[Tx] = Tx if keys is None else SealedTx
         path.mkdir(parents=True, exist_ok=True)
         self.env = lmdb.open(
             str(path / "lmdb"),
@@ -139,10 +152,10 @@ class Store:
         self.env.close()
 
     def read(self) -> ReadTx:
-        return ReadTx(self, self.env.begin(buffers=False))
+        return self._read_tx(self, self.env.begin(buffers=False))
 
     def write(self, meta: Meta, local: LocalMeta, qstats: dict[str, QStat]) -> Tx:
-        return Tx(self, self.env.begin(write=True), meta, local, qstats)
+        return self._write_tx(self, self.env.begin(write=True), meta, local, qstats)
 
     def load_meta(self) -> Meta:
         with self.env.begin() as t:
@@ -575,3 +588,74 @@ class Tx(ReadTx):
 
     def abort(self) -> None:
         self.txn.abort()
+
+
+# ---- encryption at rest: the same transactions, sealing and opening job data ---------------
+
+def _sealed_get_spec(self: SealedReadTx | SealedTx, jid: str) -> JobSpec | None:
+    k = jid.encode()
+    if not 0 < len(k) <= MAX_ID_BYTES:
+        return None
+    raw = self.txn.get(k, db=self._spec)
+    return None if raw is None else _spec_dec.decode(self.keys.open(SPEC, k, raw))
+
+
+def _sealed_get_extra(self: SealedReadTx | SealedTx, jid: str, kind: bytes) -> bytes | None:
+    k = jid.encode()
+    if not 0 < len(k) <= MAX_ID_BYTES:
+        return None
+    k += b"\x00" + kind
+    raw = self.txn.get(k, db=self._extra)
+    return None if raw is None else bytes(self.keys.open(EXTRA, k, raw))
+
+
+class SealedReadTx(ReadTx):
+    """ReadTx of an encrypted store: spec and extra values are opened as they are read."""
+
+    def __init__(self, store: Store, txn: Any) -> None:
+        super().__init__(store, txn)
+        assert store.keys is not None
+        self.keys: Keyring = store.keys
+
+    get_spec = _sealed_get_spec
+    get_extra = _sealed_get_extra
+
+
+class SealedTx(Tx):
+    """Tx of an encrypted store: spec and extra values are sealed before they are put (and
+    recorded in the log), opened as they are read."""
+
+    def __init__(self, store: Store, txn: Any, meta: Meta, local: LocalMeta,
+                 qstats: dict[str, QStat]) -> None:
+        super().__init__(store, txn, meta, local, qstats)
+        assert store.keys is not None
+        self.keys: Keyring = store.keys
+
+    get_spec = _sealed_get_spec
+    get_extra = _sealed_get_extra
+
+    def put_spec(self, jid: str, spec: JobSpec) -> None:
+        k = jid.encode()
+        self._put(SPEC, k, self.keys.seal(SPEC, k, _enc.encode(spec)))
+
+    def put_extra(self, jid: str, kind: bytes, value: bytes) -> None:
+        k = jid.encode() + b"\x00" + kind
+        self._put(EXTRA, k, self.keys.seal(EXTRA, k, value))
+
+    def put_fresh(self, queue: str, ready_ms: int,
+                  rows: list[tuple[str, JobSpec, JobState, int]]) -> None:
+        """Tx.put_fresh, the spec sealed."""
+        put, enc, fx, seal = self.txn.put, _enc.encode, self.fx.extend, self.keys.seal
+        sdb, tdb, qdb, rdb = self._spec, self._state, self._qidx, self._ready
+        qp, ready_val, u64, rkey = _qp(queue), _U64.pack(ready_ms), _U64.pack, _READY.pack
+        for jid, spec, st, prio in rows:
+            k = jid.encode()
+            sv, tv, qk, rk, rv = (seal(SPEC, k, enc(spec)), enc(st), qp + u64(spec.qseq),
+                                  qp + rkey(9 - prio, st.ready_seq), ready_val + k)
+            put(k, sv, db=sdb)
+            put(k, tv, db=tdb)
+            put(qk, k, db=qdb)
+            put(rk, rv, db=rdb)
+            fx((SPEC, k, sv, STATE, k, tv, QIDX, qk, k, READY, rk, rv))
+        self.puts += 4 * len(rows)
+        self.ready_queues[queue] = self.ready_queues.get(queue, 0) + len(rows)
