@@ -3,9 +3,11 @@
 It owns the writer (a process of its own, forked by ``spawn_writer``; it also
 holds parked long-polls) and the timer loop (delayed jobs, lease expiry,
 retention), and it reads committed state directly. It follows the log's
-position (each answer can carry its commit's; log readers wait on it) and
-passes log pins to the writer. It knows nothing of HTTP; it reaches LMDB only
-through Store and the writer process.
+position (each answer can carry its commit's); what the cluster asks of the log
+(entries, pins, snapshots, terms) is in tqd/service_log.py. In a cluster it takes
+writes only while its role and the writer's gate allow, and waits for the sync
+replicas before answering. It knows nothing of HTTP; it reaches LMDB only through
+Store and the writer process.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -33,7 +34,8 @@ from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, Queu
 from .queue import ops
 from .queue import records as r
 from .queue.core import AckOutcome, Core, ms
-from .storage import crypt, snapshot
+from .service_log import LogFace
+from .storage import crypt
 from .storage.lock import lock_data_dir
 from .storage.log import Position
 from .storage.store import Store
@@ -71,11 +73,9 @@ class _Held(msgspec.Struct):
 
 
 _held_dec = msgspec.json.Decoder(_Held)
-_entry_head = msgspec.msgpack.Decoder(tuple[int, int, int, msgspec.Raw])  # term, seq, kind, fx
-_raws_enc = msgspec.msgpack.Encoder()
 
 
-class QueueService:
+class QueueService(LogFace):
     def __init__(self, settings: Settings, clock: Clock | None = None, *,
                  lock_fd: int, writer: WriterHandle) -> None:
         """``lock_fd, writer``: what ``spawn_writer`` returned (call it before any event loop
@@ -253,79 +253,6 @@ class QueueService:
         sync-replica gate waits until followers have that position)."""
         res, pos = await self._await_writer(self.writer.submit(op, position=True))
         return res, pos
-
-    async def wait_log(self, after_seq: int, timeout: float) -> Position:
-        """Wait until the log holds an entry after ``after_seq`` (or timeout): a log reader
-        (a follower's fetch) long-polls with this. Returns the position then."""
-        if self.position.seq <= after_seq:
-            if self._log_wake is None:
-                self._log_wake = asyncio.Event()
-            try:
-                await asyncio.wait_for(self._log_wake.wait(), timeout)
-            except TimeoutError:
-                pass
-        return self.position
-
-    def pin_log(self, follower: str, seq: int) -> None:
-        """Keep the log from ``seq`` on while ``follower`` needs it (its next fetch; 0: it
-        needs nothing any more). Pins hold the log past --log-keep-* up to 4 times the bytes
-        bound; a follower that falls further behind must start again from a snapshot."""
-        self.writer.pin_log(follower, seq)
-
-    def log_entries(self, after_seq: int, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
-        """Log entries after ``after_seq`` as stored (what a follower applies)."""
-        with self.store.read() as t:
-            return t.log_entries(after_seq, limit, max_bytes)
-
-    def log_bounds(self) -> tuple[int, int]:
-        """(first seq kept, last seq) of this node's log."""
-        local = self.store.load_local()
-        return local.log_first, local.log_seq
-
-    def log_term_at(self, seq: int) -> int | None:
-        """The term of the entry at ``seq`` in this node's log (None: not kept)."""
-        with self.store.read() as t:
-            got = t.log_entries(seq - 1, 1)
-        if not got or got[0][0] != seq:
-            return None
-        return _entry_head.decode(got[0][1])[0]  # (not the effects: an entry may be MiBs)
-
-    async def log_batch(self, after_seq: int, limit: int, max_bytes: int) -> bytes:
-        """The log entries after ``after_seq`` as a follower gets them (a msgpack array of
-        entries as stored; empty: none), read and framed off the event loop."""
-        def read() -> bytes:
-            raws = [raw for _, raw in self.log_entries(after_seq, limit, max_bytes)]
-            return _raws_enc.encode(raws) if raws else b""
-        return await asyncio.get_running_loop().run_in_executor(None, read)
-
-    async def snapshot(self, path: Path) -> Position:
-        """Write a snapshot file of this store (storage.snapshot), off the event loop, one
-        at a time (in a thread of its own: the default executor serves the lease store)."""
-        if self._snapshots is None:
-            self._snapshots = ThreadPoolExecutor(1, thread_name_prefix="tqd-snapshot")
-        return await asyncio.get_running_loop().run_in_executor(
-            self._snapshots, snapshot.export, self.store, path)
-
-    async def apply_entries(self, entries: list[bytes]) -> Position:
-        """Follower: apply a leader's entries (LogDiverged: start again from a snapshot)."""
-        pos: Position = await self.writer.apply_entries(entries)
-        self.position = pos
-        return pos
-
-    async def restore(self, path: Path) -> Position:
-        """Follower: replace the store with a snapshot file."""
-        pos: Position = await self.writer.restore(str(path))
-        self.position = pos
-        return pos
-
-    async def begin_term(self, term: int) -> Position:
-        """Leader: write the marker of ``term`` (before its gate opens)."""
-        pos: Position = await self.writer.begin_term(term)
-        self.position = pos
-        self._next_due_ms = 0  # the timers' work is this node's now
-        if self._timer_wake is not None:
-            self._timer_wake.set()
-        return pos
 
     async def enqueue(self, queue: str, jobs: list[ops.NewJob]) -> list[EnqueueResult]:
         res: list[EnqueueResult] = await self._submit(ops.Enqueue(self.clock.now(), queue, jobs))
