@@ -110,6 +110,16 @@ class Settings:
         metadata={"help": "PEM CA bundle: clients (and other nodes) must present a "
                           "certificate it signed (mutual TLS). Empty: no client certificates"},
     )
+    rate_limit_rps: float = field(
+        default=0.0,
+        metadata={"help": "requests per second each token may make (each client address "
+                          "without auth), a token bucket; past it 429 rate_limited with "
+                          "Retry-After. A token's own `rate` in the --auth file wins. 0: none"},
+    )
+    rate_limit_burst: int = field(
+        default=0, metadata={"help": "the bucket's size: requests allowed at once after a "
+                                     "pause (0: 2 x rate_limit_rps, at least 1)"},
+    )
     encryption_key_file: str = field(
         default="",
         metadata={"help": "file of AES-256-GCM keys (made by `tqd keys create`/`rotate`): "
@@ -182,9 +192,11 @@ def _problems(s: Settings) -> list[str]:
                  "max_errors_kept", "max_lease_bytes", "log_keep_entries", "log_keep_bytes", "max_batch_ops"):
         if getattr(s, name) < 1:
             out.append(f"{name} must be >= 1")
-    for name in ("body_min_rate_bytes_s", "max_connections", "queue_max_depth"):
+    for name in ("body_min_rate_bytes_s", "max_connections", "queue_max_depth", "rate_limit_burst"):
         if getattr(s, name) < 0:
             out.append(f"{name} must be >= 0")
+    if not s.rate_limit_rps >= 0:
+        out.append("rate_limit_rps must be >= 0")
     if s.map_size_bytes < 64 * 1024:
         out.append("map_size_bytes must be >= 65536")
     return out + _cluster_problems(s)

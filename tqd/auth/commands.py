@@ -39,8 +39,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--role", required=True, choices=tokens.ROLES)
     c.add_argument("--queues", default="*", metavar="GLOBS",
                    help="comma-separated queue globs, * and ? (default *: every queue)")
+    c.add_argument("--rate", type=float, default=None, metavar="N",
+                   help="this token's own rate limit, requests per second (0: not limited); "
+                        "default: the server's --rate-limit-rps")
+    c.add_argument("--burst", type=int, default=None, metavar="M",
+                   help="this token's own burst (default: the server's --rate-limit-burst)")
     c.set_defaults(func=_create)
-    c = cmd("list", "the tokens of FILE: name, role, queues, id, created (never the token)")
+    c = cmd("list", "the tokens of FILE: name, role, queues, id, own rate limit, created "
+                    "(never the token)")
     c.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     c.set_defaults(func=_list)
     c = cmd("revoke", "remove a token from FILE (a running server: after SIGHUP it gets 401)")
@@ -67,11 +73,13 @@ def _fail(msg: str) -> int:
 def _create(args: argparse.Namespace) -> int:
     globs = [g.strip() for g in args.queues.split(",") if g.strip()]
     try:
-        token, entry = tokens.create(Path(args.auth), args.name, args.role, globs)
+        token, entry = tokens.create(Path(args.auth), args.name, args.role, globs,
+                                     rate=args.rate, burst=args.burst)
     except (ValueError, OSError) as e:
         return _fail(str(e))
     print(token, flush=True)
-    _audit("token_create", args, entry.name, token_role=entry.role, queues=entry.queues, id=entry.id)
+    _audit("token_create", args, entry.name, token_role=entry.role, queues=entry.queues, id=entry.id,
+           rate=entry.rate, burst=entry.burst)
     return 0
 
 
@@ -83,14 +91,22 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         for t in entries:
             print(json.dumps({"name": t.name, "role": t.role, "queues": t.queues, "id": t.id,
-                              "created": t.created}))
+                              "created": t.created, "rate": t.rate, "burst": t.burst}))
         return 0
-    rows = [("NAME", "ROLE", "QUEUES", "ID", "CREATED")]
-    rows += [(t.name, t.role, ",".join(t.queues), t.id, t.created) for t in entries]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    rows = [("NAME", "ROLE", "QUEUES", "ID", "RATE", "CREATED")]
+    rows += [(t.name, t.role, ",".join(t.queues), t.id, _rate(t), t.created) for t in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[5])
     return 0
+
+
+def _rate(t: tokens.Entry) -> str:
+    """The token's own rate limit, "rate/s" or "rate/s burst M"; "-": the server's."""
+    if t.rate is None and t.burst is None:
+        return "-"
+    rate = "server's" if t.rate is None else f"{t.rate:g}/s"
+    return rate if t.burst is None else f"{rate} burst {t.burst}"
 
 
 def _revoke(args: argparse.Namespace) -> int:

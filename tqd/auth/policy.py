@@ -81,6 +81,8 @@ class Principal:
     role: str  # one of tokens.ROLES, or "cluster"
     queues: tuple[str, ...] = ()
     _match: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    rate: float | None = None  # its own rate limit (tqd.auth.limits); None: the server's
+    burst: int | None = None
 
     @property
     def rights(self) -> frozenset[Right]:
@@ -100,7 +102,7 @@ CLUSTER = Principal("cluster", "cluster")
 
 
 def principal(e: tokens.Entry) -> Principal:
-    return Principal(e.name, e.role, tuple(e.queues), tokens.matcher(e.queues))
+    return Principal(e.name, e.role, tuple(e.queues), tokens.matcher(e.queues), e.rate, e.burst)
 
 
 def read_cluster_token(path: Path) -> bytes:

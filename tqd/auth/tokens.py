@@ -10,6 +10,11 @@ The file is TOML, one ``[[token]]`` table per token, written by ``tqd token crea
     queues = ["emails*", "reports"]   # globs: * any run of characters, ? one character
     hash = "scrypt$16384$8$1$<salt, base64>$<derived key, base64>"
     created = "2026-11-30T18:00:00Z"
+    rate = 50.0                       # optional: its own requests/s (0: not limited)
+    burst = 100                       # optional: its own bucket size
+
+``rate`` and ``burst`` (tqd.auth.limits) win over ``--rate-limit-rps`` and
+``--rate-limit-burst`` for this token; a file without them reads as before.
 
 A token reads ``tqd_<id>_<secret>``: the ``tqd_`` prefix makes a leaked token easy to find
 (secret scanners, logs), ``<id>`` (8 hex digits) names its entry, and ``<secret>`` is
@@ -34,6 +39,7 @@ import base64
 import fcntl
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
@@ -69,6 +75,8 @@ class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hash: str
     queues: list[str] = msgspec.field(default_factory=lambda: ["*"])
     created: str = ""
+    rate: float | None = None  # requests/s of its own (tqd.auth.limits); 0: not limited
+    burst: int | None = None  # its own bucket size
 
 
 class _Doc(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,6 +97,13 @@ def matcher(globs: list[str]) -> re.Pattern[str]:
     """One pattern for all the globs: ``*`` any run of characters, ``?`` one, the rest
     literal (GLOB_RE admits no ``[``, so fnmatch's classes never apply)."""
     return re.compile("|".join(f"(?:{translate(check_glob(g))})" for g in globs) or "(?!)")
+
+
+def check_rate(rate: float | None, burst: int | None) -> None:
+    if rate is not None and not (math.isfinite(rate) and rate >= 0):
+        raise ValueError(f"rate {rate!r}: requests per second, a number >= 0 (0: not limited)")
+    if burst is not None and burst < 1:
+        raise ValueError(f"burst {burst!r}: at least 1")
 
 
 # ---- hashing ------------------------------------------------------------------------
@@ -166,6 +181,7 @@ def parse(text: str, where: str = "token file") -> list[Entry]:
                 raise ValueError("queues is empty")
             matcher(t.queues)
             _check_hash(t.hash)
+            check_rate(t.rate, t.burst)
         except ValueError as err:
             raise TokenFileError(f"{where}: token {n} ({t.name!r}): {err}") from None
         names.add(t.name)
@@ -195,6 +211,10 @@ def render(entries: list[Entry]) -> str:
         out.append(f"\n[[token]]\nname = {_toml_str(e.name)}\nid = {_toml_str(e.id)}\n"
                    f"role = {_toml_str(e.role)}\nqueues = [{q}]\nhash = {_toml_str(e.hash)}\n"
                    f"created = {_toml_str(e.created)}\n")
+        if e.rate is not None:
+            out.append(f"rate = {float(e.rate)!r}\n")
+        if e.burst is not None:
+            out.append(f"burst = {int(e.burst)}\n")
     return "".join(out)
 
 
@@ -232,9 +252,11 @@ class _Locked:
         os.close(self.fd)  # releases the lock
 
 
-def create(path: Path, name: str, role: str, queues: list[str]) -> tuple[str, Entry]:
+def create(path: Path, name: str, role: str, queues: list[str], *, rate: float | None = None,
+           burst: int | None = None) -> tuple[str, Entry]:
     """A new token: its entry is added to the file (created, mode 0600, if missing).
-    Returns the token (shown once, stored nowhere) and its entry. ValueError on bad input."""
+    Returns the token (shown once, stored nowhere) and its entry. ValueError on bad input.
+    `rate` and `burst`: its own rate limit (None: the server's)."""
     if not NAME_RE.fullmatch(name):
         raise ValueError(f"name {name!r}: use [A-Za-z0-9_.:@-], at most 64")
     if role not in ROLES:
@@ -242,6 +264,7 @@ def create(path: Path, name: str, role: str, queues: list[str]) -> tuple[str, En
     if not queues:
         raise ValueError("queues: at least one glob")
     matcher(queues)
+    check_rate(rate, burst)
     with _Locked(path) as entries:
         if any(e.name == name for e in entries):
             raise ValueError(f"a token named {name!r} exists (revoke it first)")
@@ -252,7 +275,7 @@ def create(path: Path, name: str, role: str, queues: list[str]) -> tuple[str, En
         token = new_token(tid)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         entry = Entry(name=name, id=tid, role=role, hash=hash_token(token),  # type: ignore[arg-type]
-                      queues=list(queues), created=now)
+                      queues=list(queues), created=now, rate=rate, burst=burst)
         _write(path, [*entries, entry])
     return token, entry
 

@@ -17,6 +17,10 @@ through `Client._call`, which:
   leader), resending the same method, body and bearer token, and sends the next
   writes to that leader (`X-Tqd-Leader`) directly. Reads keep going to the
   configured URLs: any node answers them (a follower may be a moment behind);
+- waits out a `429 rate_limited` for as long as its `Retry-After` says (at most
+  `MAX_RETRY_AFTER_S` each time) and makes the call again, any call (nothing was applied),
+  within `retries`; `429 queue_full` is raised at once (the queue is full, not the caller
+  too fast);
 - turns every `{"error": code}` answer into a typed `ClientError` subclass
   (`errors.py`);
 - reports a TLS failure (a server certificate it cannot verify, a server that is not
@@ -252,6 +256,29 @@ def job_body(type: str | None = None, payload: Any = None, *, priority: int | st
     return body
 
 
+def _refusal(status: int, err: ClientError, idempotent: bool,
+             retry_header: str | None) -> tuple[Outcome, float | None]:
+    """What an error answer (other than no_leader) means for the call, and the Retry-After."""
+    if status == 429 and err.code == RateLimited.code:  # not queue_full: nothing applied
+        return Outcome.RATE_LIMITED, _retry_after(retry_header, err)
+    if status == 503 and idempotent:
+        return Outcome.MAYBE_SENT, None
+    return Outcome.FINAL, None
+
+
+def _retry_after(header: str | None, err: ClientError) -> float | None:
+    """The seconds a 429 asks to wait: its Retry-After header (seconds; an HTTP date is not
+    understood and counts as none), else the body's `retry_after`; None if neither."""
+    for v in (header, err.extra.get("retry_after")):
+        try:
+            s = float(v) if isinstance(v, (str, int, float)) and not isinstance(v, bool) else None
+        except ValueError:
+            s = None
+        if s is not None and s >= 0 and s == s:  # (not NaN)
+            return s
+    return None
+
+
 class _Misdirected(Exception):
     """A redirect pointed at a node that refuses connections (a leader that just died)."""
 
@@ -363,9 +390,10 @@ class Client:
             # Writes go to the known leader; reads to the configured URLs (any node answers).
             leader_now = self.leader if method != "GET" else None
             base, to_leader = leader_now or self.urls[self._current], leader_now is not None
+            retry_after: float | None = None
             try:
-                status, data, leader = await self._send(method, base + path, body, ctype, params,
-                                                        self.timeout_s + extra_timeout_s)
+                status, data, leader, retry_header = await self._send(
+                    method, base + path, body, ctype, params, self.timeout_s + extra_timeout_s)
             except aiohttp.ClientSSLError as e:
                 raise _tls_failure(e) from e
             except aiohttp.ClientConnectorError as e:
@@ -393,16 +421,18 @@ class Client:
                 else:
                     if leader:  # the leader answered (a refusal, not an outage)
                         self.leader = leader
-                    outcome = Outcome.MAYBE_SENT if status == 503 and idempotent else Outcome.FINAL
-            delay = retry.next_delay(outcome)
+                    outcome, retry_after = _refusal(status, err, idempotent, retry_header)
+            delay = retry.next_delay(outcome, retry_after)
             if delay is None:
                 raise err
             if delay:
                 await asyncio.sleep(delay)
 
     async def _send(self, method: str, url: str, body: bytes | None, ctype: str,
-                    params: Mapping[str, str] | None, timeout_s: float) -> tuple[int, bytes, str | None]:
-        """One request, following redirects: (status, body, the leader a redirect named or None).
+                    params: Mapping[str, str] | None,
+                    timeout_s: float) -> tuple[int, bytes, str | None, str | None]:
+        """One request, following redirects: (status, body, the leader a redirect named or
+        None, the Retry-After header or None).
 
         Raises aiohttp.ClientConnectorError if `url` refuses the connection, `_Misdirected`
         if the target of a redirect does (nothing was sent either way)."""
@@ -419,7 +449,7 @@ class Client:
                         url, params = urljoin(url, resp.headers["Location"]), None
                         leader = _leader_of(resp.headers.get("X-Tqd-Leader"), url)
                         continue
-                    return resp.status, await resp.read(), leader
+                    return resp.status, await resp.read(), leader, resp.headers.get("Retry-After")
             except aiohttp.ClientConnectorError as e:
                 if hop == 0 or isinstance(e, aiohttp.ClientSSLError):
                     raise

@@ -15,6 +15,10 @@ Two budgets, for two kinds of failure (see `Outcome`):
   (`backoff_s` doubling per round, at most `max_backoff_s`). Rounds in which every URL
   refused the connection, with no sign of a failover, count against `connect_retries`:
   that is a server that is down, and 0 reports it at once.
+- **Rate limited** (`429 rate_limited`): the server applied nothing and said when to come
+  back (`Retry-After`). Any call is made again after that long (at most
+  `MAX_RETRY_AFTER_S` per wait), charged to `retries` like the resends above. `429 queue_full` is
+  not a rate limit (the queue is at its depth until workers drain it): raised at once.
 
 Pure: the clock is injected, so the budgets are tested without sleeping.
 """
@@ -27,17 +31,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["FAILOVER_MAX_BACKOFF_S", "Outcome", "Policy", "CallRetry"]
+__all__ = ["FAILOVER_MAX_BACKOFF_S", "MAX_RETRY_AFTER_S", "Outcome", "Policy", "CallRetry"]
 
 # A failover takes the lease TTL plus a second or two; waiting longer than this between
 # rounds would only add to the time writes stand still once a new leader is there.
 FAILOVER_MAX_BACKOFF_S = 1.0
+# The longest the client sleeps for one Retry-After (a misconfigured server or proxy
+# should not hang a call for an hour); the retry budget still bounds the tries.
+MAX_RETRY_AFTER_S = 30.0
 
 
 class Outcome(enum.Enum):
     REFUSED = "refused"          # a configured URL refused the connection: nothing was sent
     NO_LEADER = "no_leader"      # between leaders, nothing applied (see the module docstring)
     MAYBE_SENT = "maybe_sent"    # no answer after sending, or a 503 other than no_leader
+    RATE_LIMITED = "rate_limited"  # 429 rate_limited: nothing applied, come back after Retry-After
     FINAL = "final"              # an answer that a resend will not change, or a call not safe to resend
 
 
@@ -67,8 +75,16 @@ class CallRetry:
     def in_failover(self) -> bool:
         return self.failover > 0
 
-    def next_delay(self, outcome: Outcome) -> float | None:
-        """Seconds to wait before the next try (0.0: at once), or None: give up and raise."""
+    def next_delay(self, outcome: Outcome, retry_after_s: float | None = None) -> float | None:
+        """Seconds to wait before the next try (0.0: at once), or None: give up and raise.
+        `retry_after_s`: the server's Retry-After, for Outcome.RATE_LIMITED."""
+        if outcome is Outcome.RATE_LIMITED:
+            if self.attempt >= self.p.retries:
+                return None
+            self.attempt += 1
+            if retry_after_s is None:  # no header (a proxy's 429?): back off as for the rest
+                return min(self.p.backoff_s * 2.0 ** self.attempt, self.p.max_backoff_s)
+            return min(max(retry_after_s, 0.0), MAX_RETRY_AFTER_S)
         if outcome is Outcome.REFUSED and self.in_failover:
             outcome = Outcome.NO_LEADER
         if outcome is Outcome.NO_LEADER:

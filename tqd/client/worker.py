@@ -18,6 +18,11 @@ time between leaders (see `Client`), and what still fails for a reason that may 
 reports for as long as the job's lease may still be alive (by the last heartbeat that
 went through). Only then is an ack dropped (the job runs again once its lease expires).
 
+Past the server's rate limit (`429 rate_limited`) every call waits out `Retry-After` in
+the client; a lease still refused after the client's tries waits once more and goes on
+(in `--burst` too): a worker over its limit slows down, it does not stop. Heartbeats,
+acks and failure reports retry a 429 as any error that may pass.
+
 Lease loss (the job was cancelled, or its lease expired and it was handed out
 again) is detected at the next heartbeat, and is final (after a failover too). An
 async handler is then cancelled; a sync handler, which runs in a daemon thread of its
@@ -57,7 +62,17 @@ from typing import Any, TypeVar
 import msgspec
 
 from .acks import AckBatcher, again, retry_delay
-from .api import Client, ClientError, InvalidRequest, LeasedJob, LeaseLost, NotFound, transient
+from .api import (
+    Client,
+    ClientError,
+    InvalidRequest,
+    LeasedJob,
+    LeaseLost,
+    NotFound,
+    RateLimited,
+    transient,
+)
+from .retry import MAX_RETRY_AFTER_S
 
 __all__ = ["Worker", "JobContext", "Retry", "Fatal", "JobCancelled", "Handler"]
 
@@ -168,6 +183,14 @@ async def _in_thread(fn: Handler, ctx: JobContext, live: set[threading.Thread]) 
     live.add(th)
     th.start()
     return await fut
+
+
+def _retry_after_s(e: ClientError) -> float:
+    """The wait a rate_limited answer asked for (its body's retry_after), 1 s if it said none."""
+    v = e.extra.get("retry_after")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_RETRY_AFTER_S:
+        return float(v)
+    return 1.0
 
 
 async def _lost_reason(client: Client, jid: str, code: str) -> str:
@@ -486,6 +509,11 @@ class Worker:
                 if not jobs and self.burst and await self._burst_done():
                     return
             except ClientError as e:
+                if e.code == RateLimited.code:  # still past its rate limit after the client's tries
+                    delay = _retry_after_s(e)
+                    log.warning("lease rate limited (%s); again in %.1fs", e.message, delay)
+                    await _first(asyncio.sleep(delay), self._stop.wait())
+                    continue
                 if self.burst:  # nobody is waiting for more work: say why and stop
                     log.error("worker %s: %s; stopping (burst)", self.name, e)
                     self._error = e

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from aiohttp import HttpVersion11, web
 
 from .. import protocol as p
+from ..auth.limits import Limits
 from ..auth.policy import Authenticator, Need, Right, Scope
 from ..errors import (
     Internal,
@@ -29,6 +30,7 @@ from ..errors import (
     NoLeader,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     TqdError,
     Unauthorized,
 )
@@ -91,6 +93,8 @@ def error_reply(e: TqdError) -> web.Response:
         resp.force_close()
     if isinstance(e, Unauthorized):
         auth.www_authenticate(resp)
+    elif isinstance(e, RateLimited):
+        resp.headers["Retry-After"] = str(e.extra.get("retry_after", 1))
     return resp
 
 
@@ -108,6 +112,12 @@ class Route(NamedTuple):
     # No default either: a new route must say who may call it.
     need: Need
     body: BodyRule = BodyRule()  # the routes that take no body still have a limit
+
+    @property
+    def limited(self) -> bool:
+        """Held to the caller's rate limit (tqd.auth.limits): the /v1 API, but not the
+        cluster's replication; health, metrics and this document never."""
+        return self.path.startswith("/v1/") and self.need.right is not Right.CLUSTER
 
 
 def _route(request: web.Request) -> Route | None:
@@ -201,8 +211,10 @@ async def enqueue(request: web.Request) -> web.Response:
 async def lease(request: web.Request) -> web.Response:
     body, _ = await read_body(request)
     req = validate.lease(p.decode_lease(body))
-    auth.guard(request).check_queues(req.queues)
-    jobs = await svc(request).lease(req.queues, req.max, req.wait, req.worker, req.timeout)
+    g = auth.guard(request)
+    g.check_queues(req.queues)
+    with g.parking(req.wait):
+        jobs = await svc(request).lease(req.queues, req.max, req.wait, req.worker, req.timeout)
     if not jobs:
         return web.Response(status=204)
     return reply_lines(jobs)
@@ -383,7 +395,7 @@ async def _authorize(request: web.Request, route: Route) -> auth.Guard:
     need = route.need
     if route.handler is metrics and not svc(request).s.metrics_auth:
         need = OPEN  # Prometheus scrapes without a token unless --metrics-auth
-    return await auth.authorize(request, need, route.handler.__name__, svc(request))
+    return await auth.authorize(request, need, route.handler.__name__, svc(request), route.limited)
 
 
 @web.middleware
@@ -509,6 +521,8 @@ def make_app(service: QueueService) -> web.Application:
             app[auth.AUTH] = Authenticator(s.auth, s.cluster_token_file)
         except ValueError as e:  # (TokenFileError too) checked at start; changed since?
             raise SystemExit(f"tqd: bad setting: {e}") from None
+    if s.auth or s.rate_limit_rps > 0:  # a token's own rate needs --auth
+        app[auth.LIMITS] = Limits(s.rate_limit_rps, s.rate_limit_burst)
     app.cleanup_ctx.append(auth.auth_ctx)
     app.on_response_prepare.append(_close_when_draining)
     for r in ROUTES:

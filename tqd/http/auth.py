@@ -14,6 +14,11 @@ Answers (docs/protocol.md, "Auth"):
   is still ``403``: that is checked before the job is looked up.
 
 Every denial is audited (tqd.auth.audit), and so is every managing call and its outcome.
+
+Rate limits (tqd.auth.limits) are checked here too, once the caller is known (its token,
+or without auth its address) and before its rights: ``429 rate_limited`` with
+``Retry-After``. The lease handler parks through ``Guard.parking`` (the per-caller cap on
+parked long-polls).
 """
 
 from __future__ import annotations
@@ -21,19 +26,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
 
 from ..auth import audit
+from ..auth.limits import Limits, Refusal
 from ..auth.policy import CLUSTER, Authenticator, Need, Principal, Right, Scope
-from ..errors import Forbidden, NotFound, TqdError, Unauthorized
+from ..errors import Forbidden, NotFound, RateLimited, TqdError, Unauthorized
 from ..protocol import QueuePage
 from ..queue import validate
 from ..service import QueueService
 
 log = logging.getLogger("tqd.http")
 AUTH = web.AppKey("auth", Authenticator)
+LIMITS = web.AppKey("limits", Limits)  # absent: no limits (no --auth, no --rate-limit-rps)
 GUARD = "tqd.guard"
 _VERB = {Right.READ: "read", Right.ENQUEUE: "enqueue", Right.WORK: "lease or finish jobs",
          Right.MANAGE: "manage queues and jobs"}
@@ -50,6 +58,46 @@ class Guard:
 
     def sees(self, queue: str) -> bool:
         return self.who is None or self.who.all_queues or self.who.sees(queue)
+
+    @property
+    def caller(self) -> str:
+        """Whom limits count against: the token, or without one the TCP peer's address."""
+        return f"token:{self.who.name}" if self.who is not None else f"addr:{self.request.remote}"
+
+    def limit(self) -> None:
+        """One request against the caller's rate limit; RateLimited past it."""
+        limits = self.request.app.get(LIMITS)
+        if limits is None:
+            return
+        who = self.who
+        refusal = limits.take(self.caller, who.rate if who else None, who.burst if who else None)
+        if refusal is not None:
+            raise self._refuse(refusal, f"more than {refusal.rate:g} requests per second "
+                               f"(burst {refusal.burst:g}); retry in {refusal.retry_after_s} s")
+
+    @contextmanager
+    def parking(self, wait: float) -> Iterator[None]:
+        """Around a long-poll of `wait` seconds: RateLimited if the caller has the most
+        parked already."""
+        limits = self.request.app.get(LIMITS)
+        if wait <= 0 or limits is None:
+            yield
+            return
+        key = self.caller
+        refusal = limits.park(key)
+        if refusal is not None:
+            raise self._refuse(refusal, f"{limits.max_parked} long-polls (wait > 0) of this "
+                               "caller are waiting already; wait for one to end")
+        try:
+            yield
+        finally:
+            limits.unpark(key)
+
+    def _refuse(self, refusal: Refusal, message: str) -> TqdError:
+        err = RateLimited(message, retry_after=refusal.retry_after_s)
+        if refusal.audit:  # at most one line per caller per second, counting the rest
+            self.deny(err, refused=refusal.audit)
+        return err
 
     def deny(self, err: TqdError, **more: object) -> TqdError:
         """err, audited as a denial."""
@@ -121,36 +169,44 @@ def guard(request: web.Request) -> Guard:
     return g
 
 
-async def authorize(request: web.Request, need: Need, action: str,
-                    service: QueueService) -> Guard:
+async def authorize(request: web.Request, need: Need, action: str, service: QueueService,
+                    limited: bool = False) -> Guard:
     """The request's Guard once its caller may call a route needing `need`, else 401/403
-    (or 404 for a job it may not see). `action` names a managing call for the audit log."""
+    (or 404 for a job it may not see), or 429 if `limited` and past its rate limit.
+    `action` names a managing call for the audit log."""
     if GUARD in request:  # done already (Expect: 100-continue)
         return guard(request)
     auth = request.app.get(AUTH)
     g = Guard(request, None, action if need.right is Right.MANAGE else "")
     cluster = need.right is Right.CLUSTER
-    if auth is None or need.right is Right.OPEN or not (auth.guards_cluster if cluster else auth.enabled):
-        request[GUARD] = g
-        return g
-    try:
-        g.who = await auth.authenticate(request.headers.get("Authorization"))
-    except Unauthorized as e:
-        raise g.deny(e) from None
-    if cluster and g.who is not CLUSTER:
-        raise g.deny(Forbidden("the replication endpoints take the cluster token only"))
-    if not cluster and need.right not in g.who.rights:
+    if auth is not None and need.right is not Right.OPEN and (
+            auth.guards_cluster if cluster else auth.enabled):
+        try:
+            g.who = await auth.authenticate(request.headers.get("Authorization"))
+        except Unauthorized as e:
+            raise g.deny(e) from None
+        if cluster and g.who is not CLUSTER:
+            raise g.deny(Forbidden("the replication endpoints take the cluster token only"))
+    if limited:  # a known caller, before any work for it (a job lookup)
+        g.limit()
+    if g.who is not None and not cluster:
+        _check_rights(g, need, service)
+    request[GUARD] = g
+    return g
+
+
+def _check_rights(g: Guard, need: Need, service: QueueService) -> None:
+    assert g.who is not None
+    if need.right not in g.who.rights:
         raise g.deny(Forbidden(f"role {g.who.role} may not {_VERB[need.right]}"))
     if need.scope is Scope.PATH:
-        queue = validate.queue_name(request.match_info["queue"])
+        queue = validate.queue_name(g.request.match_info["queue"])
         if not g.sees(queue):
             raise g.deny(Forbidden(f"this token may not use queue {queue!r}"))
     elif need.scope is Scope.JOB:
-        jid = request.match_info["id"]
+        jid = g.request.match_info["id"]
         if not g.sees(service.get_job(jid).queue):  # NotFound for a job that does not exist
             raise g.deny(NotFound(f"no job {jid}"))
-    request[GUARD] = g
-    return g
 
 
 def www_authenticate(resp: web.StreamResponse) -> None:

@@ -59,12 +59,14 @@ _NAME_RE = "^[A-Za-z0-9_.:\\-]{1,128}$"  # protocol.QUEUE_RE, anchored (a JSON S
 
 class ErrorAnswer(Struct, omit_defaults=True):
     """Every error answer: a stable code and a message for people. Bulk requests add the
-    1-based `line` at fault; a 307 from a follower adds the `leader` it sends writes to."""
+    1-based `line` at fault; a 307 from a follower adds the `leader` it sends writes to;
+    `429 rate_limited` adds `retry_after`, the seconds of its `Retry-After` header."""
 
     error: str
     message: str
     line: int | None = None
     leader: str | None = None
+    retry_after: int | None = None
 
 
 class StateAnswer(Struct):
@@ -183,6 +185,8 @@ HEADERS: dict[str, dict[str, Any]] = {
                    "schema": {"type": "string", "pattern": "^[0-9]+$"}},
     "X-Tqd-Seq": {"description": "the leader's last log entry", "required": True,
                   "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "Retry-After": {"description": "rate_limited: whole seconds to wait before calling again",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"}},
 }
 
 _LIMIT = functools.partial(Query, "limit", int, minimum=1, maximum=p.MAX_PAGE)
@@ -288,11 +292,13 @@ COMMON_ERRORS: dict[int, tuple[str, ...]] = {
 BODY_ERRORS: dict[int, tuple[str, ...]] = {415: ("unsupported_media_type",)}
 QUEUE_ERRORS: dict[int, tuple[str, ...]] = {400: ("invalid_queue",)}
 AUTH_ERRORS: dict[int, tuple[str, ...]] = {401: ("unauthorized",), 403: ("forbidden",)}
+RATE_ERRORS: dict[int, tuple[str, ...]] = {429: ("rate_limited",)}  # the caller's rate limit
 WRITE_ERRORS: dict[int, tuple[str, ...]] = {
     503: ("no_leader", "not_ready", "not_replicated"), 507: ("storage_full",),
 }
 _STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 307: "to the leader", 400: "Bad Request",
                 401: "no token, or not a valid one (WWW-Authenticate: Bearer)",
+                429: "Too Many Requests",
                 403: "the token's role or queues do not allow it",
                 404: "Not Found", 408: "Request Timeout", 409: "Conflict", 410: "Gone",
                 413: "Payload Too Large", 415: "Unsupported Media Type", 417: "Expectation Failed",
@@ -340,6 +346,7 @@ class _Route(NamedTuple):  # what the document needs of a tqd.http.app.Route
     write: bool
     body: BodyRule
     right: str | None  # the auth right it needs (Route.need), "open" for none; None: no auth
+    limited: bool = False  # held to the caller's rate limit (Route.limited)
 
 
 def _right(route: object) -> str | None:
@@ -351,7 +358,8 @@ def _routes() -> list[_Route]:
     """The route table, and this document's own route until app.py serves it."""
     from .app import ROUTES  # here: app.py imports this module for its route table
 
-    routes = [_Route(r.method, r.path, r.handler.__name__, r.write, r.body, _right(r)) for r in ROUTES]
+    routes = [_Route(r.method, r.path, r.handler.__name__, r.write, r.body, _right(r),
+                     bool(getattr(r, "limited", False))) for r in ROUTES]
     if ("GET", OPENAPI_PATH) not in {(r.method, r.path) for r in routes}:
         auth = any(r.right is not None for r in routes)
         routes.append(_Route("GET", OPENAPI_PATH, "openapi", False, BodyRule(), "open" if auth else None))
@@ -391,8 +399,11 @@ def _content(t: Any, media: str, schema_of: dict[Any, dict[str, Any]]) -> dict[s
 
 def _error_answer(status: int, codes: list[str]) -> dict[str, Any]:
     schema = {"allOf": [_ref(ErrorAnswer)], "properties": {"error": {"enum": codes}}}
-    return {"description": f"{_STATUS_TEXT.get(status, 'error')}: {', '.join(codes)}",
-            "content": {JSON: {"schema": schema}}}
+    out: dict[str, Any] = {"description": f"{_STATUS_TEXT.get(status, 'error')}: {', '.join(codes)}",
+                           "content": {JSON: {"schema": schema}}}
+    if "rate_limited" in codes:
+        out["headers"] = {"Retry-After": HEADERS["Retry-After"]}
+    return out
 
 
 def _shared(answer: dict[str, Any], name: str, shared: dict[str, Any]) -> dict[str, Any]:
@@ -411,6 +422,8 @@ def _errors_of(route: _Route, op: Op) -> dict[int, list[str]]:
         tables.append(WRITE_ERRORS)
     if route.right not in (None, "open"):
         tables.append(AUTH_ERRORS)
+    if route.limited:
+        tables.append(RATE_ERRORS)
     out: dict[int, list[str]] = {}
     for table in tables:
         for status, codes in table.items():

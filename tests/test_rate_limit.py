@@ -1,0 +1,397 @@
+"""Rate limits (tqd.auth.limits): a token bucket per token (per client address without
+auth), a per-token override in the --auth file, a cap on parked long-polls, 429
+rate_limited with Retry-After, and the client and worker waiting it out.
+
+The bucket is tested with a fake clock; the server tests count refusals on the server
+(its /metrics), never by how long something took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import functools
+import http.client
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from _http import Api, Resp
+from conftest import ServerProcess
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tqd
+from tqd.auth import tokens
+from tqd.auth.limits import AUDIT_EVERY_S, Limits, default_burst
+from tqd.client import worker as worker_mod
+from tqd.client.retry import MAX_RETRY_AFTER_S, CallRetry, Outcome, Policy
+from tqd.http.app import ROUTES
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# ---- the bucket, with a fake clock ---------------------------------------------------
+
+
+def test_a_bucket_passes_its_burst_then_its_rate() -> None:
+    clock = Clock()
+    lim = Limits(5, 5, clock=clock)
+    assert [lim.take("a") for _ in range(5)] == [None] * 5
+    r = lim.take("a")
+    assert r is not None and r.retry_after_s == 1  # 0.2 s to the next token: ceil, at least 1
+    clock.t += 0.2
+    assert lim.take("a") is None and lim.take("a") is not None
+    clock.t += 10  # refills to the burst, not beyond
+    assert [lim.take("a") for _ in range(6)].count(None) == 5
+
+
+def test_retry_after_is_whole_seconds_until_a_token() -> None:
+    clock = Clock()
+    lim = Limits(0.3, 1, clock=clock)
+    assert lim.take("a") is None
+    clock.t += 1.0
+    r = lim.take("a")
+    assert r is not None and r.retry_after_s == 3  # 2.33 s to go at 0.3/s: rounded up
+    assert default_burst(5) == 10 and default_burst(0.3) == 1 and default_burst(5, 7) == 7
+
+
+def test_keys_and_overrides() -> None:
+    clock = Clock()
+    lim = Limits(1, 1, clock=clock)
+    assert lim.take("a") is None and lim.take("a") is not None
+    assert lim.take("b") is None  # a bucket of its own
+    assert all(lim.take("free", rate=0) is None for _ in range(100))  # rate 0: not limited
+    assert [lim.take("fast", rate=100, burst=50) for _ in range(51)].count(None) == 50
+    off = Limits(0, 0, clock=clock)  # no default: only a token's own rate limits
+    assert all(off.take("x") is None for _ in range(100))
+    assert [off.take("y", rate=1) for _ in range(3)].count(None) == 2  # burst: 2 x rate
+    # a token whose rate changed (SIGHUP) is held to the new one at once
+    assert lim.take("c", rate=10, burst=10) is None
+    assert [lim.take("c", rate=1, burst=1) for _ in range(3)].count(None) == 1  # 9 left, cut to 1
+
+
+def test_memory_is_bounded_under_a_flood_of_addresses() -> None:
+    clock = Clock()
+    lim = Limits(10, 10, clock=clock, max_callers=1000)
+    for i in range(50_000):
+        lim.take(f"10.0.{i // 256}.{i % 256}")
+        clock.t += 0.0001
+    assert len(lim) <= 1000
+    # idle buckets (full again) go without any cap being reached
+    lim2 = Limits(10, 10, clock=clock)
+    for i in range(10_000):
+        lim2.take(f"a{i}")
+        clock.t += 0.2  # each one full again by the next insert
+    assert len(lim2) <= 2
+    # a busy caller keeps its (empty) bucket while others come and go
+    lim3 = Limits(1, 1, clock=clock, max_callers=1000)
+    lim3.take("busy")
+    for i in range(500):
+        lim3.take(f"x{i}")
+        assert lim3.take("busy") is not None
+
+
+def test_refusals_are_audited_at_most_once_a_second() -> None:
+    clock = Clock()
+    lim = Limits(1, 1, clock=clock)
+    lim.take("a")
+    audits = []
+    for _ in range(30):
+        r = lim.take("a")
+        assert r is not None
+        audits.append(r.audit)
+        clock.t += 0.01
+    assert audits[0] == 1 and sum(audits) == 1  # the first at once, the rest held
+    clock.t += AUDIT_EVERY_S  # a token again: take it, then be refused
+    assert lim.take("a") is None
+    r = lim.take("a")
+    assert r is not None and r.audit == 30  # the held 29 and this one
+
+
+def test_the_parked_cap() -> None:
+    lim = Limits(0, 0, max_parked=3)
+    assert [lim.park("a") for _ in range(3)] == [None] * 3
+    r = lim.park("a")
+    assert r is not None and r.retry_after_s == 1
+    assert lim.park("b") is None  # another caller
+    lim.unpark("a")
+    assert lim.park("a") is None and lim.parked("a") == 3
+    for _ in range(3):
+        lim.unpark("a")
+    assert lim.parked("a") == 0 and "a" not in lim._parked
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=st.floats(0.1, 50), burst=st.integers(0, 20),
+       bursts=st.lists(st.tuples(st.one_of(st.floats(0, 1), st.floats(0, 60)), st.integers(1, 40)),
+                       min_size=1, max_size=40),
+       window=st.floats(0, 20))
+def test_accepted_in_any_window_is_at_most_burst_plus_rate_times_window(
+        rate: float, burst: int, bursts: list[tuple[float, int]], window: float) -> None:
+    """Any request pattern (runs of requests at one instant after a pause of any length)."""
+    clock = Clock()
+    lim = Limits(rate, burst, clock=clock)
+    size = default_burst(rate, burst)
+    accepted = []
+    for gap, n in bursts:
+        clock.t += gap
+        accepted += [clock.t for _ in range(n) if lim.take("k") is None]
+    for i, start in enumerate(accepted):  # every window that starts at an accepted request
+        n = bisect.bisect_right(accepted, start + window) - i
+        assert n <= size + rate * window + 1e-6, (n, size, rate, window)
+
+
+# ---- the client's retry budget --------------------------------------------------------
+
+
+def test_the_client_waits_retry_after_within_its_retries() -> None:
+    r = CallRetry(Policy(retries=2), 1)
+    assert r.next_delay(Outcome.RATE_LIMITED, 3.0) == 3.0
+    assert r.next_delay(Outcome.RATE_LIMITED, 3600.0) == MAX_RETRY_AFTER_S
+    assert r.next_delay(Outcome.RATE_LIMITED, 1.0) is None  # the budget is spent
+    assert CallRetry(Policy(retries=0), 1).next_delay(Outcome.RATE_LIMITED, 1.0) is None
+
+
+# ---- the token file -------------------------------------------------------------------
+
+
+def test_a_token_may_carry_its_own_rate_and_old_files_read(tmp_path: Path) -> None:
+    f = tmp_path / "t.toml"
+    tokens.create(f, "old", "viewer", ["*"])
+    tokens.create(f, "own", "worker", ["*"], rate=2.5, burst=4)
+    tokens.create(f, "free", "worker", ["*"], rate=0)
+    text = f.read_text()
+    assert text.count("rate = ") == 2 and text.count("burst = ") == 1
+    by = {e.name: e for e in tokens.load(f)}
+    assert (by["old"].rate, by["old"].burst) == (None, None)
+    assert (by["own"].rate, by["own"].burst) == (2.5, 4) and by["free"].rate == 0
+    assert tokens.parse(text.replace("rate = 2.5", "rate = 3"))[1].rate == 3.0  # an int reads
+    for bad in ("rate = -1", "rate = nan", "burst = 0"):
+        with pytest.raises(tokens.TokenFileError):
+            tokens.parse(text.replace("rate = 2.5", bad).replace("burst = 4", bad))
+    with pytest.raises(ValueError):
+        tokens.create(f, "bad", "viewer", ["*"], rate=-1)
+
+
+# ---- the real server ------------------------------------------------------------------
+
+TOKENS = {"a": {}, "b": {}, "own": {"rate": 1.0, "burst": 2}, "free": {"rate": 0.0},
+          "park": {"rate": 0.0}, "park2": {"rate": 0.0}, "cli": {"rate": 1.0, "burst": 1},
+          "cli0": {"rate": 1.0, "burst": 1}, "wk4": {"rate": 4.0, "burst": 2},
+          "wk0": {"rate": 4.0, "burst": 2}}
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
+    d = tmp_path_factory.mktemp("rl")
+    toks = {name: tokens.create(d / "tokens.toml", name, "admin", ["*"], **kw)[0]  # type: ignore[arg-type]
+            for name, kw in TOKENS.items()}
+    s = ServerProcess(d / "data", "--auth", str(d / "tokens.toml"), "--rate-limit-rps", "5",
+                      "--rate-limit-burst", "5").start()
+    yield s, toks
+    rc = s.stop()
+    assert rc == 0 and b"Traceback" not in s.log, s.log.decode(errors="replace")
+
+
+def _get(url: str, path: str, token: str | None = None, source: str | None = None,
+         headers: dict[str, str] | None = None) -> Resp:
+    api = Api(url)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    conn = http.client.HTTPConnection(api.host, api.port, timeout=15,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request("GET", path, headers=h)
+        r = conn.getresponse()
+        return Resp(r.status, r.headers, r.read())
+    finally:
+        conn.close()
+
+
+def _until_refused(url: str, token: str | None = None, source: str | None = None,
+                   n: int = 50) -> tuple[int, Resp, float]:
+    """GETs of a /v1 route until the first 429: (how many passed, the 429, seconds taken)."""
+    t0 = time.monotonic()
+    for i in range(n):
+        r = _get(url, "/v1/queues/rl", token, source)
+        if r.status == 429:
+            return i, r, time.monotonic() - t0
+        assert r.status == 200, r
+    raise AssertionError(f"{n} requests passed")
+
+
+def _check_429(r: Resp) -> None:
+    body = r.json()
+    assert r.status == 429 and body["error"] == "rate_limited" and body["message"], r
+    ra = r.headers["Retry-After"]
+    assert ra.isdigit() and int(ra) >= 1 and body["retry_after"] == int(ra)
+
+
+def _passed_ok(passed: int, burst: int, rate: float, took: float) -> bool:
+    """The burst passed (and no more than the refill of the time it took)."""
+    return burst <= passed <= burst + math.floor(rate * took)
+
+
+def test_past_the_burst_429_with_retry_after(srv: tuple[ServerProcess, dict[str, str]]) -> None:
+    s, toks = srv
+    passed, r, took = _until_refused(s.url, toks["a"])
+    assert _passed_ok(passed, 5, 5, took), (passed, took)
+    _check_429(r)
+    # another token has a bucket of its own
+    passed, r, took = _until_refused(s.url, toks["b"])
+    assert _passed_ok(passed, 5, 5, took), (passed, took)
+    # health, readiness, metrics and this document are never limited
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json") * 10:
+        assert _get(s.url, path, toks["a"]).status == 200, path
+
+
+def test_a_tokens_own_rate_wins(srv: tuple[ServerProcess, dict[str, str]]) -> None:
+    s, toks = srv
+    passed, r, took = _until_refused(s.url, toks["own"])
+    assert _passed_ok(passed, 2, 1, took), (passed, took)
+    _check_429(r)
+    assert "1 requests per second" in r.json()["message"]
+    for _ in range(30):  # rate 0: not limited
+        assert _get(s.url, "/v1/queues/rl", toks["free"]).status == 200
+
+
+def _audit(log: bytes) -> list[dict[str, object]]:
+    return [json.loads(line.split(b"tqd.audit: ", 1)[1]) for line in log.splitlines()
+            if b" tqd.audit: " in line]
+
+
+def test_the_parked_long_poll_cap(srv: tuple[ServerProcess, dict[str, str]]) -> None:
+    s, toks = srv
+    for name in ("park", "park2"):  # known (scrypt done) before the 100 come at once
+        assert _get(s.url, "/v1/queues/rl", toks[name]).status == 200
+
+    async def go() -> tuple[list[int], int, int, tuple[int, int]]:
+        conn = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(s.url, connector=conn) as http_:
+            async def lease(token: str, wait: float) -> int:
+                async with http_.post("/v1/lease", json={"queues": ["parked"], "wait": wait},
+                                      headers={"Authorization": f"Bearer {token}"}) as r:
+                    await r.read()
+                    return r.status
+
+            parked = [asyncio.ensure_future(lease(toks["park"], 2.5)) for _ in range(100)]
+            await asyncio.sleep(1.0)  # all of them parked
+            async with http_.post("/v1/lease", json={"queues": ["parked"], "wait": 1},
+                                  headers={"Authorization": f"Bearer {toks['park']}"}) as r:
+                over, ra = r.status, int(r.headers.get("Retry-After", "0"))
+            no_wait = await lease(toks["park"], 0)  # a lease that does not wait is not parked
+            other = await lease(toks["park2"], 0.1)  # another token parks
+            return list(await asyncio.gather(*parked)), over, ra, (no_wait, other)
+
+    statuses, over, ra, rest = asyncio.run(go())
+    assert statuses == [204] * 100
+    assert (over, ra) == (429, 1)
+    assert rest == (204, 204)
+    deadline = time.monotonic() + 5
+    while True:  # the refusal is in the audit log (the server's stderr, as it comes)
+        lines = [x for x in _audit(b"".join(s._tail)) if x["outcome"] == "rate_limited"
+                 and x["who"] == "park"]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert lines and lines[0]["audit"] == "denied" and lines[0]["path"] == "/v1/lease"
+
+
+def _count_429(url: str, route: str) -> int:
+    text = _get(url, "/metrics").body.decode()
+    n = 0
+    for line in text.splitlines():
+        if line.startswith("tqd_http_request_duration_seconds_count{") and \
+                f'route="{route}"' in line and 'status="429"' in line:
+            n += int(float(line.rsplit(" ", 1)[1]))
+    return n
+
+
+def test_the_client_waits_out_retry_after(srv: tuple[ServerProcess, dict[str, str]]) -> None:
+    s, toks = srv
+    route = "/v1/queues/{queue}"
+    before = _count_429(s.url, route)
+    with tqd.SyncClient(s.url, token=toks["cli"], retries=4) as c:
+        for _ in range(3):  # rate 1/s, burst 1: the 2nd and 3rd are refused once each
+            assert c.queue("rl").queued == 0
+    # waited its Retry-After each time: exactly one 429 per refused call (a client that
+    # retried sooner would have been refused again)
+    assert _count_429(s.url, route) - before == 2
+    with tqd.SyncClient(s.url, token=toks["cli0"], retries=0) as c:
+        c.queue("rl")
+        with pytest.raises(tqd.RateLimited) as e:
+            c.queue("rl")
+        assert e.value.code == "rate_limited" and e.value.extra["retry_after"] >= 1
+
+
+@pytest.mark.parametrize("retries", [4, 0])
+def test_a_worker_past_its_limit_slows_down(srv: tuple[ServerProcess, dict[str, str]],
+                                            monkeypatch: pytest.MonkeyPatch, retries: int) -> None:
+    """Through the client (it waits out Retry-After), and, with a client that does not
+    retry, in the worker's own lease loop (a --burst worker goes on instead of stopping)."""
+    s, toks = srv
+    queue = f"rlw{retries}"
+    with tqd.SyncClient(s.url, token=toks["free"]) as c:
+        ids = [c.enqueue(queue, "echo", i).id for i in range(4)]
+    monkeypatch.setattr(worker_mod, "Client", functools.partial(tqd.Client, retries=retries))
+    routes = ("/v1/lease", "/v1/ack")
+    before = sum(_count_429(s.url, r) for r in routes)
+    w = tqd.Worker(s.url, queues=[queue], token=toks[f"wk{retries}"], concurrency=1, burst=True)
+
+    @w.task("echo")
+    def echo(job: tqd.JobContext) -> object:
+        return job.payload
+
+    asyncio.run(w.run())
+    assert w.jobs_done == 4
+    with tqd.SyncClient(s.url, token=toks["free"]) as c:
+        assert [c.get(i).state for i in ids] == ["completed"] * 4
+    assert sum(_count_429(s.url, r) for r in routes) > before  # it was held back
+
+
+def test_without_auth_the_client_address_is_the_key(
+        server_factory: type[ServerProcess], tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "d", "--rate-limit-rps", "5", "--rate-limit-burst", "5").start()
+    passed, r, took = _until_refused(s.url, source="127.0.0.1")
+    assert _passed_ok(passed, 5, 5, took), (passed, took)
+    _check_429(r)
+    # X-Forwarded-For is not believed: the same address, the same (empty) bucket
+    assert _get(s.url, "/v1/queues/rl", source="127.0.0.1",
+                headers={"X-Forwarded-For": "10.9.9.9"}).status == 429
+    # another address has its own bucket
+    passed, r, took = _until_refused(s.url, source="127.0.0.2")
+    assert _passed_ok(passed, 5, 5, took), (passed, took)
+    assert _get(s.url, "/healthz", source="127.0.0.1").status == 200
+    assert s.stop() == 0
+    denied = [x for x in _audit(s.log) if x["outcome"] == "rate_limited"]
+    assert {x["from"] for x in denied} == {"127.0.0.1", "127.0.0.2"}
+    assert all(x["who"] is None and x["status"] == 429 and x["refused"] >= 1 for x in denied)
+
+
+def test_queue_full_is_not_retried(server_factory: type[ServerProcess], tmp_path: Path) -> None:
+    s = server_factory(tmp_path / "d", "--queue-max-depth", "1").start()
+    with tqd.SyncClient(s.url, retries=4) as c:
+        c.enqueue("full", "t", 1)
+        with pytest.raises(tqd.QueueFull):
+            c.enqueue("full", "t", 2)
+    assert _count_429(s.url, "/v1/queues/{queue}/jobs") == 1  # one try, not five
+    assert s.stop() == 0
+
+
+def test_every_v1_route_but_replication_is_limited() -> None:
+    limited = {r.path for r in ROUTES if r.limited}
+    assert all(p.startswith("/v1/") and not p.startswith("/v1/_repl/") for p in limited)
+    assert {r.path for r in ROUTES if r.path.startswith("/v1/") and not r.limited} == {
+        "/v1/_repl/log", "/v1/_repl/snapshot"}
