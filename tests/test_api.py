@@ -24,7 +24,7 @@ BACKOFF_BASE_S = 0.05
 JOB_FIELDS = {
     "id", "queue", "type", "payload", "priority", "state", "attempt", "max_attempts", "timeout",
     "key", "errors", "result", "progress", "created_at", "run_at", "started_at", "finished_at",
-    "lease_expires_at", "worker",
+    "lease_expires_at", "worker", "traceparent",
 }
 STATS_FIELDS = {
     "name", "paused", "queued", "queued_by_priority", "scheduled", "active", "dead", "completed",

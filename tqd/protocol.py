@@ -285,6 +285,7 @@ class JobRecord(Struct):
     finished_at: float | None
     lease_expires_at: float | None
     worker: str | None
+    traceparent: str | None = None  # the W3C trace context it was enqueued with
 
 
 class LeasedJob(JobRecord):

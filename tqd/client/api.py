@@ -198,6 +198,7 @@ class Job(Struct):
     finished_at: float | None = None
     lease_expires_at: float | None = None
     worker: str | None = None
+    traceparent: str | None = None  # the W3C trace context the job was enqueued with
 
 
 class LeasedJob(Job):
@@ -383,7 +384,8 @@ class Client:
 
     async def _call(self, method: str, path: str, *, body: bytes | None = None, ctype: str = JSON,
                     params: Mapping[str, str] | None = None, idempotent: bool = True,
-                    extra_timeout_s: float = 0.0, ok: tuple[int, ...] = (200, 201)) -> tuple[int, bytes]:
+                    extra_timeout_s: float = 0.0, ok: tuple[int, ...] = (200, 201),
+                    headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         """Send one API call; return (status, body) of a success, else raise a ClientError."""
         retry = CallRetry(self._policy(), len(self.urls))
         while True:
@@ -393,7 +395,8 @@ class Client:
             retry_after: float | None = None
             try:
                 status, data, leader, retry_header = await self._send(
-                    method, base + path, body, ctype, params, self.timeout_s + extra_timeout_s)
+                    method, base + path, body, ctype, params, self.timeout_s + extra_timeout_s,
+                    headers)
             except aiohttp.ClientSSLError as e:
                 raise _tls_failure(e) from e
             except aiohttp.ClientConnectorError as e:
@@ -429,8 +432,9 @@ class Client:
                 await asyncio.sleep(delay)
 
     async def _send(self, method: str, url: str, body: bytes | None, ctype: str,
-                    params: Mapping[str, str] | None,
-                    timeout_s: float) -> tuple[int, bytes, str | None, str | None]:
+                    params: Mapping[str, str] | None, timeout_s: float,
+                    extra_headers: Mapping[str, str] | None = None,
+                    ) -> tuple[int, bytes, str | None, str | None]:
         """One request, following redirects: (status, body, the leader a redirect named or
         None, the Retry-After header or None).
 
@@ -438,6 +442,8 @@ class Client:
         if the target of a redirect does (nothing was sent either way)."""
         session = self._get_session()
         headers = {"Content-Type": ctype} if body is not None else {}
+        if extra_headers:
+            headers.update(extra_headers)
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         leader: str | None = None
         for hop in range(MAX_REDIRECTS + 1):
@@ -469,27 +475,33 @@ class Client:
                       priority: int | str | None = None, delay: float | None = None,
                       run_at: float | None = None, key: str | None = None,
                       max_attempts: int | None = None, timeout: float | None = None,
-                      id: str | None = None, wait: None = None) -> EnqueueResult: ...
+                      id: str | None = None, wait: None = None,
+                      traceparent: str | None = None) -> EnqueueResult: ...
 
     @overload
     async def enqueue(self, queue: str, type: str | None = None, payload: Any = None, *,
                       priority: int | str | None = None, delay: float | None = None,
                       run_at: float | None = None, key: str | None = None,
                       max_attempts: int | None = None, timeout: float | None = None,
-                      id: str | None = None, wait: float) -> Job: ...
+                      id: str | None = None, wait: float,
+                      traceparent: str | None = None) -> Job: ...
 
     async def enqueue(self, queue: str, type: str | None = None, payload: Any = None, *,
                       priority: int | str | None = None, delay: float | None = None,
                       run_at: float | None = None, key: str | None = None,
                       max_attempts: int | None = None, timeout: float | None = None,
-                      id: str | None = None, wait: float | None = None) -> EnqueueResult | Job:
+                      id: str | None = None, wait: float | None = None,
+                      traceparent: str | None = None) -> EnqueueResult | Job:
         """Enqueue one job. `created` is False when `key` or `id` matched an existing job.
         With `wait=S`: wait up to S seconds for the job to finish and return it (tqd as an
-        RPC: its `result` is the handler's return value once `state` is "completed")."""
+        RPC: its `result` is the handler's return value once `state` is "completed").
+        `traceparent`: the W3C trace context to keep with the job (its worker gets it), so
+        that a trace spans producer, queue and worker."""
         body = job_body(type, payload, priority=priority, delay=delay, run_at=run_at, key=key,
                         max_attempts=max_attempts, timeout=timeout, id=id)
         data = await self._json("POST", f"/v1/queues/{_seg(queue)}/jobs", body,
-                                idempotent=key is not None or id is not None)
+                                idempotent=key is not None or id is not None,
+                                headers={"traceparent": traceparent} if traceparent else None)
         res = _enq_dec.decode(data)
         return res if wait is None else await self.wait(res.id, wait)
 

@@ -122,6 +122,12 @@ class JobContext:
         return self.job.type
 
     @property
+    def traceparent(self) -> str | None:
+        """The W3C trace context the job was enqueued with (None: none): continue the
+        producer's trace from it (e.g. OpenTelemetry's TraceContextTextMapPropagator)."""
+        return self.job.traceparent
+
+    @property
     def queue(self) -> str:
         return self.job.queue
 

@@ -185,8 +185,9 @@ async def enqueue(request: web.Request) -> web.Response:
     body, bulk = await read_body(request)
     service = svc(request)
     s, now = service.s, service.clock.now()
+    trace = validate.traceparent(request.headers.get("traceparent"))  # kept with every job
     if not bulk:
-        job = validate.new_job(p.decode_enqueue(body), s, now)
+        job = validate.new_job(p.decode_enqueue(body), s, now, trace)
         (res,) = await service.enqueue(queue, [job])
         return reply(res, 201 if res.created else 200)
     jobs: list[NewJob] = []
@@ -197,7 +198,7 @@ async def enqueue(request: web.Request) -> web.Response:
             raise PayloadTooLarge(f"line {n} is larger than {s.max_payload_bytes} bytes", line=n)
         req = p.decode_enqueue(line, n)
         try:
-            jobs.append(validate.new_job(req, s, now))
+            jobs.append(validate.new_job(req, s, now, trace))
         except TqdError as e:
             raise _at_line(e, n) from None
     if not jobs:

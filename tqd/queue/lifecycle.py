@@ -193,7 +193,7 @@ class Rules:
             jid, spec.queue, spec.type, msgspec.Raw(spec.payload) if spec.payload else NULL,
             spec.priority, STATES[st.state], st.attempt, spec.max_attempts, spec.timeout,
             spec.key, errors, result, progress, spec.created_at, st.run_at, st.started_at,
-            st.finished_at, st.lease_expires_at, st.worker,
+            st.finished_at, st.lease_expires_at, st.worker, spec.trace,
         )
 
 
@@ -241,7 +241,8 @@ class Lifecycle(Rules):
                 jid = _next_id(m, now_ms)
                 m.seq += 2
                 fresh.append((jid, r.JobSpec(op.queue, nj.type, nj.payload, nj.priority,
-                                             nj.max_attempts, nj.timeout, None, now, m.seq - 1),
+                                             nj.max_attempts, nj.timeout, None, now, m.seq - 1,
+                                             nj.trace),
                               r.JobState(r.QUEUED, 0, m.seq, run_at=now), nj.priority))
                 qs.by_prio[nj.priority] += 1
                 qs.enqueued_total += 1
@@ -264,7 +265,7 @@ class Lifecycle(Rules):
             jid = nj.id if nj.id is not None else self._new_id(tx, now)
             qseq = tx.next_seq()
             tx.put_spec(jid, r.JobSpec(op.queue, nj.type, nj.payload, nj.priority, nj.max_attempts,
-                                       nj.timeout, nj.key, now, qseq))
+                                       nj.timeout, nj.key, now, qseq, nj.trace))
             tx.index_put("qidx", op.queue, qseq, jid)
             if nj.key is not None:
                 tx.key_put(op.queue, nj.key, jid)

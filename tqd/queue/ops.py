@@ -39,6 +39,7 @@ class NewJob(Struct, array_like=True):
     max_attempts: int
     timeout: float
     key: str | None
+    trace: str | None = None  # W3C traceparent of the enqueue (tqd.queue.validate.traceparent)
 
 
 class Enqueue(Struct, tag="enq", array_like=True):

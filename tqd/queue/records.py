@@ -41,6 +41,7 @@ class JobSpec(Struct, array_like=True):
     key: str | None
     created_at: float
     qseq: int  # enqueue sequence: key of the per-queue listing index
+    trace: str | None = None  # the W3C traceparent the job was enqueued with
 
 
 class JobState(Struct, array_like=True):

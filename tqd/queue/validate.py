@@ -16,6 +16,7 @@ Imports tqd.protocol, tqd.errors, tqd.config, tqd.queue.records, msgspec and the
 from __future__ import annotations
 
 import math
+import re
 from typing import NamedTuple
 
 from msgspec import Raw
@@ -75,8 +76,25 @@ def priority(value: int | str) -> int:
     return value
 
 
-def new_job(req: p.EnqueueRequest, s: Settings, now: float) -> NewJob:
-    """The job to enqueue: the request checked, with the server's defaults filled in."""
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def traceparent(header: str | None) -> str | None:
+    """A W3C ``traceparent`` worth keeping, or None. As the Trace Context spec asks of a
+    receiver, a malformed one is ignored (not an error); version ff is invalid."""
+    if header is None:
+        return None
+    h = header.strip()
+    if h[:2] == "ff" or not _TRACEPARENT.fullmatch(h[:55]):
+        return None
+    if len(h) > 55 and (h[:2] == "00" or h[55] != "-"):  # a newer version may add fields
+        return None
+    return h[:55]
+
+
+def new_job(req: p.EnqueueRequest, s: Settings, now: float, trace: str | None = None) -> NewJob:
+    """The job to enqueue: the request checked, with the server's defaults filled in.
+    ``trace``: the request's traceparent (see ``traceparent``), kept with the job."""
     prio = req.priority
     if (req.delay is None and req.run_at is None and req.max_attempts is None
             and req.timeout is None and req.key is None and req.id is None
@@ -85,11 +103,11 @@ def new_job(req: p.EnqueueRequest, s: Settings, now: float) -> NewJob:
             and (req.type is None or len(req.type) <= p.MAX_TYPE_CHARS)):
         # the common job, valid as it stands: skip the checks below (bulk: once per line)
         return NewJob(None, req.type, bytes(req.payload), prio, None, s.max_attempts,
-                      s.lease_timeout_s, None)
-    return _checked_job(req, s, now)
+                      s.lease_timeout_s, None, trace)
+    return _checked_job(req, s, now, trace)
 
 
-def _checked_job(req: p.EnqueueRequest, s: Settings, now: float) -> NewJob:
+def _checked_job(req: p.EnqueueRequest, s: Settings, now: float, trace: str | None) -> NewJob:
     # the order of the checks is the order of the answers: the first rule broken is named
     if len(req.payload) > s.max_payload_bytes:
         raise PayloadTooLarge(f"payload is larger than {s.max_payload_bytes} bytes")
@@ -105,7 +123,8 @@ def _checked_job(req: p.EnqueueRequest, s: Settings, now: float) -> NewJob:
         raise InvalidJob("id must match [A-Za-z0-9_.:-]{1,128}")
     if req.type is not None and len(req.type) > p.MAX_TYPE_CHARS:
         raise InvalidJob(f"type must be at most {p.MAX_TYPE_CHARS} characters")
-    return NewJob(req.id, req.type, bytes(req.payload), prio, run_at, max_attempts, timeout, req.key)
+    return NewJob(req.id, req.type, bytes(req.payload), prio, run_at, max_attempts, timeout, req.key,
+                  trace)
 
 
 def _run_at(delay: float | None, run_at: float | None, now: float) -> float | None:
