@@ -134,14 +134,18 @@ class RemoteWriter(asyncio.Protocol):
         every parked long-poll is answered with nothing."""
         self._send(GateMsg(until))
 
-    def _control(self, msg: Callable[[int], Any]) -> asyncio.Future[Position]:
+    def _ask(self, msg: Callable[[int], Any], dec: Any) -> asyncio.Future[Any]:
+        """Send the message made for a new request id; its answer, decoded, on the future."""
         assert self._loop is not None, "writer not started"
         rid = next(self._rid)
         fut: asyncio.Future[Any] = self._loop.create_future()
         if not self._gone(fut):
-            self._pending[rid] = (fut, _POS_DEC, False)
+            self._pending[rid] = (fut, dec, False)
             self._send(msg(rid))
         return fut
+
+    def _control(self, msg: Callable[[int], Any]) -> asyncio.Future[Position]:
+        return self._ask(msg, _POS_DEC)
 
     def apply_entries(self, entries: list[bytes]) -> asyncio.Future[Position]:
         """Follower: apply a leader's log entries (LogDiverged if they do not continue the
@@ -155,26 +159,14 @@ class RemoteWriter(asyncio.Protocol):
     def watch(self, ids: list[str]) -> asyncio.Future[None]:
         """Have commits that finish these jobs say so (Commit.finished); answered once the
         writer watches them, so that a read after the answer misses no finish."""
-        assert self._loop is not None, "writer not started"
-        rid = next(self._rid)
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        if not self._gone(fut):
-            self._pending[rid] = (fut, _NULL_DEC, False)
-            self._send(WatchMsg(rid, ids))
-        return fut
+        return self._ask(lambda rid: WatchMsg(rid, ids), _NULL_DEC)
 
     def unwatch(self, ids: list[str]) -> None:
         self._send(WatchMsg(0, ids))
 
     def stats(self) -> asyncio.Future[Stats]:
         """What the writer measured (tqd.engine.stats)."""
-        assert self._loop is not None, "writer not started"
-        rid = next(self._rid)
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        if not self._gone(fut):
-            self._pending[rid] = (fut, stats_decoder, False)
-            self._send(StatsMsg(rid))
-        return fut
+        return self._ask(StatsMsg, stats_decoder)
 
     def begin_term(self, term: int) -> asyncio.Future[Position]:
         """Leader: write the marker of ``term``; the position after it."""
