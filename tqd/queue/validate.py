@@ -107,7 +107,7 @@ def new_job(req: p.EnqueueRequest, s: Settings, now: float, trace: str | None = 
     return _checked_job(req, s, now, trace)
 
 
-def _checked_job(req: p.EnqueueRequest, s: Settings, now: float, trace: str | None) -> NewJob:
+def _checked_job(req: p.EnqueueRequest, s: Settings, now: float, trace: str | None = None) -> NewJob:
     # the order of the checks is the order of the answers: the first rule broken is named
     if len(req.payload) > s.max_payload_bytes:
         raise PayloadTooLarge(f"payload is larger than {s.max_payload_bytes} bytes")
