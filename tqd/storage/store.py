@@ -37,7 +37,7 @@ tests can report write amplification per transition.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -370,6 +370,8 @@ class Tx(ReadTx):
         self.puts = 0
         self.dels = 0
         self.ready_queues: dict[str, int] = {}  # queue -> jobs made ready (wake-ups)
+        # seals a value before it is put (SealedTx: the store's keys); None: stored as it is
+        self._seal: Callable[[int, bytes, bytes], bytes] | None = None
         self.min_due_ms: int | None = None  # earliest due entry added
         # (queue, seconds) seen by this transaction, for metrics once it commits: how long
         # each leased job waited since it was ready, how long each completed job ran
@@ -436,13 +438,15 @@ class Tx(ReadTx):
                   rows: list[tuple[str, JobSpec, JobState, int]]) -> None:
         """New ready jobs of one queue: per row (id, spec, state, priority) the spec, the
         state, the listing entry (spec.qseq) and the ready entry (state.ready_seq). The same
-        writes as put_spec + put_state + index_put + ready_put, in one tight loop."""
-        put, enc, fx = self.txn.put, _enc.encode, self.fx.extend
+        writes as put_spec + put_state + index_put + ready_put, in one tight loop (a sealed
+        store's SealedTx seals each spec: ``_seal``)."""
+        put, enc, fx, seal = self.txn.put, _enc.encode, self.fx.extend, self._seal
         sdb, tdb, qdb, rdb = self._spec, self._state, self._qidx, self._ready
         qp, ready_val, u64, rkey = _qp(queue), _U64.pack(ready_ms), _U64.pack, _READY.pack
         for jid, spec, st, prio in rows:
             k = jid.encode()
-            sv, tv, qk, rk, rv = enc(spec), enc(st), qp + u64(spec.qseq), qp + rkey(9 - prio, st.ready_seq), ready_val + k
+            sv = enc(spec) if seal is None else seal(SPEC, k, enc(spec))
+            tv, qk, rk, rv = enc(st), qp + u64(spec.qseq), qp + rkey(9 - prio, st.ready_seq), ready_val + k
             put(k, sv, db=sdb)
             put(k, tv, db=tdb)
             put(qk, k, db=qdb)
@@ -630,6 +634,7 @@ class SealedTx(Tx):
         super().__init__(store, txn, meta, local, qstats)
         assert store.keys is not None
         self.keys: Keyring = store.keys
+        self._seal = self.keys.seal
 
     get_spec = _sealed_get_spec
     get_extra = _sealed_get_extra
@@ -641,21 +646,3 @@ class SealedTx(Tx):
     def put_extra(self, jid: str, kind: bytes, value: bytes) -> None:
         k = jid.encode() + b"\x00" + kind
         self._put(EXTRA, k, self.keys.seal(EXTRA, k, value))
-
-    def put_fresh(self, queue: str, ready_ms: int,
-                  rows: list[tuple[str, JobSpec, JobState, int]]) -> None:
-        """Tx.put_fresh, the spec sealed."""
-        put, enc, fx, seal = self.txn.put, _enc.encode, self.fx.extend, self.keys.seal
-        sdb, tdb, qdb, rdb = self._spec, self._state, self._qidx, self._ready
-        qp, ready_val, u64, rkey = _qp(queue), _U64.pack(ready_ms), _U64.pack, _READY.pack
-        for jid, spec, st, prio in rows:
-            k = jid.encode()
-            sv, tv, qk, rk, rv = (seal(SPEC, k, enc(spec)), enc(st), qp + u64(spec.qseq),
-                                  qp + rkey(9 - prio, st.ready_seq), ready_val + k)
-            put(k, sv, db=sdb)
-            put(k, tv, db=tdb)
-            put(qk, k, db=qdb)
-            put(rk, rv, db=rdb)
-            fx((SPEC, k, sv, STATE, k, tv, QIDX, qk, k, READY, rk, rv))
-        self.puts += 4 * len(rows)
-        self.ready_queues[queue] = self.ready_queues.get(queue, 0) + len(rows)
