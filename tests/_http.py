@@ -176,3 +176,63 @@ def running(data_dir: Path, *args: str) -> Iterator[tuple[ServerProcess, Api]]:
         rc = s.stop()
     assert b"Traceback" not in s.log, s.log.decode(errors="replace")
     assert rc == 0, s.log.decode(errors="replace")
+
+
+class Events:
+    """A `GET /v1/events` stream read as it comes: `status`, then `next()` events as
+    {"event", "data" (parsed JSON), "id" (or None)}."""
+
+    def __init__(self, url: str, query: str = "", headers: dict[str, str] | None = None,
+                 timeout: float = 10.0) -> None:
+        u = urllib.parse.urlsplit(url)
+        self.conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80,
+                                               timeout=timeout)
+        self.conn.request("GET", "/v1/events" + (f"?{query}" if query else ""),
+                          headers=headers or {})
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.last_id: str | None = None
+
+    def next(self) -> dict[str, Any]:
+        """The next event (comments and the retry field skipped); socket.timeout if none."""
+        ev: dict[str, Any] = {"event": "message", "data": None, "id": None}
+        seen = False
+        while True:
+            line = self.resp.readline()
+            if not line:
+                raise EOFError("the stream ended")
+            line = line.rstrip(b"\r\n")
+            if not line:
+                if seen:
+                    return ev
+                continue
+            if line.startswith(b":"):
+                continue
+            field, _, value = line.decode().partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                ev["event"], seen = value, True
+            elif field == "data":
+                ev["data"], seen = json.loads(value), True
+            elif field == "id":
+                ev["id"] = self.last_id = value
+                seen = True
+
+    def until(self, pred: Any, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events up to and with the first that satisfies pred."""
+        out = []
+        for _ in range(limit):
+            out.append(self.next())
+            if pred(out[-1]):
+                return out
+        raise AssertionError(f"no such event in {limit}: {out[-5:]}")
+
+    def close(self) -> None:
+        self.resp.close()
+        self.conn.close()
+
+    def __enter__(self) -> Events:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

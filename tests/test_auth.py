@@ -50,11 +50,16 @@ MAY: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/v1/jobs/{id}/release"): {"admin", "worker"},
     ("POST", "/v1/jobs/{id}/retry"): {"admin"},
     ("GET", "/v1/cluster"): ALL,
+    ("GET", "/v1/events"): ALL,
+    ("GET", "/v1/history"): ALL,
     ("GET", "/v1/_repl/log"): set(),
     ("GET", "/v1/_repl/snapshot"): set(),
     ("GET", "/healthz"): OPEN,
     ("GET", "/metrics"): OPEN,  # unless --metrics-auth (tests/test_metrics.py)
     ("GET", "/openapi.json"): OPEN,
+    ("GET", "/ui"): OPEN,  # the dashboard's files hold no data; its API calls need a token
+    ("GET", "/ui/"): OPEN,
+    ("GET", "/ui/{file}"): OPEN,
     ("GET", "/readyz"): OPEN,
 }
 BODIES: dict[str, Any] = {
@@ -97,10 +102,12 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProces
 
 
 def _call(api: Api, method: str, path: str, jid: str) -> Resp:
-    url = path.replace("{queue}", "tq").replace("{id}", jid)
+    url = path.replace("{queue}", "tq").replace("{id}", jid).replace("{file}", "app.js")
     if path == "/v1/ack":
         line = json.dumps({"id": jid, "lease": "nope"}).encode() + b"\n"
         return api.request(method, url, raw=line, ctype=NDJSON)
+    if path == "/v1/events":
+        url += "?timeout=0.1"  # a stream: ended soon
     if path.startswith("/v1/_repl/"):
         url += "?after=0&term=0&node=x"
     if path == "/v1/queues/{queue}/jobs" and method == "DELETE":
@@ -331,4 +338,5 @@ def test_every_route_says_who_may_call_it_and_where_its_queue_is() -> None:
         elif r.need.right in (Right.OPEN, Right.CLUSTER):
             assert r.need.scope is Scope.NONE, r.path
     # the routes whose handler checks the queues it reads
-    assert {r.path for r in ROUTES if r.need.scope is Scope.BODY} == {"/v1/lease", "/v1/ack", "/v1/queues"}
+    assert {r.path for r in ROUTES if r.need.scope is Scope.BODY} == {
+        "/v1/lease", "/v1/ack", "/v1/queues", "/v1/events", "/v1/history"}

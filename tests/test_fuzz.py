@@ -95,9 +95,11 @@ def _long(wait: object) -> bool:
 
 
 def _bounded(case: Any) -> None:
-    """The long-polls wait WAIT_S at most."""
+    """The long-polls wait WAIT_S at most, the event stream lasts WAIT_S."""
     if case.path == "/v1/lease" and isinstance(case.body, dict) and _long(case.body.get("wait")):
         case.body["wait"] = WAIT_S
+    if case.path == "/v1/events":  # a stream: it ends after `timeout`, or never
+        case.query = {**(case.query or {}), "timeout": WAIT_S}
     if case.path == "/v1/jobs/{id}" and isinstance(case.query, dict):
         try:
             if _long(float(case.query.get("wait", 0))):

@@ -3,8 +3,9 @@
 Bodies: UTF-8 is checked at the door, each route has its own body limit (checked from
 Content-Length before reading, while reading chunked bodies, and after decompression),
 Content-Encoding is gzip, deflate or nothing. Connections: slow headers and stalled
-or trickling bodies get 408 and are closed, excess connections are refused, aiohttp's
-own parse errors are JSON. One server with small limits and short timeouts serves
+or trickling bodies get 408 and are closed (a flood of slow and silent connections too,
+also with --auth and TLS), excess connections are refused, aiohttp's own parse errors
+are JSON. One server with small limits and short timeouts serves
 most of the module; tests that need other settings start their own.
 """
 
@@ -17,19 +18,22 @@ import json
 import resource
 import selectors
 import socket
+import ssl
 import time
 import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from _http import NDJSON, Api, Resp, assert_error, running
 from conftest import ServerProcess
 from test_bad_input import Held, Unchanged
+from test_tls import Pki
 
 import tqd
+from tqd.auth import tokens
 
 MAX_PAYLOAD = 1000
 MAX_BULK = 20_000
@@ -368,45 +372,111 @@ def test_broken_chunked_framing_inside_a_body_is_400(api: Api, q: str) -> None:
         assert c.closed()
 
 
-def test_healthz_answers_while_500_slow_connections_dribble(api: Api) -> None:
-    head = b"POST /v1/lease HTTP/1.1\r\nHost: tqd\r\nContent-Type: application/json\r\n" * 10
+class Edge(NamedTuple):
+    """A server the flood tests run against: its address, TLS (None: plain HTTP), and the
+    headers its /v1 calls need."""
+
+    api: Api
+    tls: ssl.SSLContext | None
+    headers: dict[str, str]
+
+    def connect(self) -> socket.socket:
+        s = socket.create_connection((self.api.host, self.api.port), timeout=10)
+        return self.tls.wrap_socket(s, server_hostname=self.api.host) if self.tls else s
+
+    def get(self, path: str) -> int:
+        """A GET on a new connection (as a health checker makes it): the status."""
+        conn = (http.client.HTTPSConnection(self.api.host, self.api.port, timeout=15, context=self.tls)
+                if self.tls else http.client.HTTPConnection(self.api.host, self.api.port, timeout=15))
+        try:
+            conn.request("GET", path, headers=self.headers)
+            r = conn.getresponse()
+            r.read()
+            return r.status
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def secure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+    """A server with --auth and TLS, the slow-client timeouts of the module's server (and a
+    keep-alive timeout past the tests' deadlines: only the header timeout closes a
+    connection that never sends a request)."""
+    d = tmp_path_factory.mktemp("edge-secure")
+    pki = Pki(d / "pki")
+    token, _ = tokens.create(d / "tokens.toml", "probe", "viewer", ["*"])
+    with running(d / "data", "--auth", str(d / "tokens.toml"), *pki.serve_args(),
+                 "--header-timeout-s", str(HEADER_TIMEOUT_S), "--body-timeout-s",
+                 str(BODY_TIMEOUT_S), "--keepalive-timeout-s", "600") as (_, api):
+        yield Edge(api, ssl.create_default_context(cafile=pki.ca_file),
+                   {"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture(params=["plain", "auth+tls"])
+def edge(request: pytest.FixtureRequest, api: Api) -> Edge:
+    if request.param == "plain":
+        return Edge(api, None, {})
+    e: Edge = request.getfixturevalue("secure_edge")
+    return e
+
+
+def _recv(s: socket.socket) -> bytes | None:
+    """What a readable connection has: bytes, b"" once closed, None if TLS needs more first."""
+    try:
+        return s.recv(4096)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return None
+    except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        return b""
+
+
+def test_healthz_answers_while_500_slow_connections_dribble(edge: Edge) -> None:
+    """500 connections dribble a request's headers a byte at a time, 100 more say nothing
+    (plain HTTP, and with --auth and TLS: there each has made its handshake and dribbles
+    its token). Every health check and token-checked read in the meantime is answered;
+    the server cuts the dribblers off with 408 and closes the silent ones unanswered."""
+    head = (b"POST /v1/lease HTTP/1.1\r\nHost: tqd\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in edge.headers.items()).encode()
+        + b"".join(b"X-Pad-%d: 0123456789\r\n" % i for i in range(100)))  # valid to its end
     sel = selectors.DefaultSelector()
-    socks = []
+    idle = [edge.connect() for _ in range(100)]
+    slow = [edge.connect() for _ in range(500)]
+    for s in slow:  # its request begun at once (TLS handshakes take a while): a 408 is due
+        s.sendall(head[:1])
+    socks = slow + idle
     replies: dict[socket.socket, bytearray] = {}
-    for _ in range(500):
-        s = socket.create_connection((api.host, api.port), timeout=10)
+    for s in socks:
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ)
-        socks.append(s)
         replies[s] = bytearray()
-    sent, closed, answers = 0, set(), []
-    deadline = time.monotonic() + 120
+    sent, closed, answers = 1, set[socket.socket](), list[int]()
+    deadline = time.monotonic() + 60  # 30 x the header timeout; under the test's own timeout
     try:
         while len(closed) < len(socks) and time.monotonic() < deadline:
-            for s in socks:  # one more header byte each
+            for s in slow:  # one more header byte each
                 if s not in closed:
                     try:
                         s.send(head[sent:sent + 1])
-                    except OSError:
+                    except (OSError, ssl.SSLError):
                         pass
             sent += 1
-            r = api.request("GET", "/healthz")
-            answers.append(r.status)
+            answers += [edge.get("/healthz"), edge.get("/v1/queues/edge-probe")]
             for key, _ in sel.select(timeout=0.5):
-                s = key.fileobj
-                assert isinstance(s, socket.socket)
-                try:
-                    chunk = s.recv(4096)
-                except ConnectionResetError:
-                    chunk = b""
-                replies[s].extend(chunk)
+                c = key.fileobj
+                assert isinstance(c, socket.socket)
+                chunk = _recv(c)
+                if chunk is None:
+                    continue
+                replies[c].extend(chunk)
                 if not chunk:
-                    closed.add(s)
-                    sel.unregister(s)
-        assert len(closed) == len(socks), f"{len(socks) - len(closed)} slow connections still open"
+                    closed.add(c)
+                    sel.unregister(c)
+        assert len(closed) == len(socks), f"{len(socks) - len(closed)} connections still open"
         assert answers and set(answers) == {200}
         assert sent < len(head)  # they were cut off, not served
-        assert all(got.startswith(b"HTTP/1.1 408 ") for got in replies.values())
+        bad = [bytes(replies[s][:60]) for s in slow if not replies[s].startswith(b"HTTP/1.1 408 ")]
+        assert not bad, (len(bad), sorted(set(bad))[:5])
+        assert all(replies[s] == b"" for s in idle)
     finally:
         for s in socks:
             s.close()

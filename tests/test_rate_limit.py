@@ -1,6 +1,6 @@
 """Rate limits (tqd.auth.limits): a token bucket per token (per client address without
-auth), a per-token override in the --auth file, a cap on parked long-polls, 429
-rate_limited with Retry-After, and the client and worker waiting it out.
+auth), per-role defaults and per-token overrides in the --auth file, a cap on parked
+long-polls, 429 rate_limited with Retry-After, and the client and worker waiting it out.
 
 The bucket is tested with a fake clock; the server tests count refusals on the server
 (its /metrics), never by how long something took.
@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 import tqd
 from tqd.auth import tokens
 from tqd.auth.limits import AUDIT_EVERY_S, Limits, default_burst
+from tqd.auth.policy import Authenticator, Principal, Right, principal
 from tqd.client import worker as worker_mod
 from tqd.client.retry import MAX_RETRY_AFTER_S, CallRetry, Outcome, Policy
+from tqd.http import auth as http_auth
 from tqd.http.app import ROUTES
 
 
@@ -184,8 +186,66 @@ def test_a_token_may_carry_its_own_rate_and_old_files_read(tmp_path: Path) -> No
         tokens.create(f, "bad", "viewer", ["*"], rate=-1)
 
 
+ROLES_TOML = "[roles.worker]\nrate = 7.0\nburst = 3\n\n[roles.viewer]\nrate = 0\n"
+
+
+def test_roles_carry_default_rates_that_create_and_revoke_keep(tmp_path: Path) -> None:
+    f = tmp_path / "t.toml"
+    f.write_text(ROLES_TOML)  # written by hand, then the CLI's create and revoke
+    tokens.create(f, "w", "worker", ["*"])
+    tokens.create(f, "gone", "viewer", ["*"])
+    tokens.revoke(f, "gone")
+    file = tokens.load_file(f)
+    assert file.roles == {"worker": tokens.RoleLimit(7.0, 3), "viewer": tokens.RoleLimit(0.0)}
+    assert [e.name for e in file.entries] == ["w"]
+    assert tokens.read(f.read_text()) == file  # rendered as read
+    for bad, why in (("[roles.king]\nrate = 1\n", "no such role"),
+                     ("[roles.worker]\nrate = -1\n", "rate"),
+                     ("[roles.worker]\nburst = 0\n", "burst"),
+                     ("[roles.worker]\nrps = 1\n", "rps")):
+        with pytest.raises(tokens.TokenFileError, match=why):
+            tokens.parse(bad)
+
+
+def test_a_tokens_own_rate_wins_over_its_roles_which_wins_over_the_flag() -> None:
+    roles = {"worker": tokens.RoleLimit(7.0, 3), "producer": tokens.RoleLimit(burst=9)}
+    h = tokens.hash_token("tqd_00000000_x", salt=b"0123456789abcdef")
+
+    def who(role: tokens.Role, rate: float | None = None, burst: int | None = None) -> Principal:
+        return principal(tokens.Entry("n", "00000000", role, h, rate=rate, burst=burst), roles)
+
+    assert (who("worker").rate, who("worker").burst) == (7.0, 3)  # the role's
+    assert (who("worker", 0.0).rate, who("worker", 0.0).burst) == (0.0, 3)  # each field alone
+    assert (who("worker", 2.0, 50).rate, who("worker", 2.0, 50).burst) == (2.0, 50)
+    assert (who("producer").rate, who("producer").burst) == (None, 9)  # rate: the flag's
+    assert (who("viewer").rate, who("viewer").burst) == (None, None)  # no table: the flags
+    # and the bucket: a rate of None is the flag's, so the three levels stack
+    lim = Limits(100, 100, clock=Clock())
+    assert [lim.take("w", who("worker").rate, who("worker").burst) for _ in range(4)].count(None) == 3
+    assert [lim.take("v", who("viewer").rate, who("viewer").burst) for _ in range(101)].count(None) == 100
+
+
+async def test_a_roles_rate_changes_on_reload(tmp_path: Path) -> None:
+    f = tmp_path / "t.toml"
+    f.write_text(ROLES_TOML)
+    token = tokens.create(f, "w", "worker", ["*"])[0]
+    f.chmod(0o600)
+    authn = Authenticator(str(f), "")
+    try:
+        assert (await authn.authenticate(f"Bearer {token}")).rate == 7.0
+        f.write_text(f.read_text().replace("rate = 7.0", "rate = 1.5"))
+        await authn.reload()
+        assert (await authn.authenticate(f"Bearer {token}")).rate == 1.5
+    finally:
+        authn.close()
+
+
 # ---- the real server ------------------------------------------------------------------
 
+# the module's server: --rate-limit-rps 5 --rate-limit-burst 5; admin tokens (role
+# defaults in the file for viewers only) and the viewers of VIEWERS
+VIEWER_ROLE = "[roles.viewer]\nrate = 1.0\nburst = 2\n"
+VIEWERS = {"role": {}, "role-own": {"rate": 3.0, "burst": 3}, "role-free": {"rate": 0.0}}
 TOKENS = {"a": {}, "b": {}, "own": {"rate": 1.0, "burst": 2}, "free": {"rate": 0.0},
           "park": {"rate": 0.0}, "park2": {"rate": 0.0}, "cli": {"rate": 1.0, "burst": 1},
           "cli0": {"rate": 1.0, "burst": 1}, "wk4": {"rate": 4.0, "burst": 2},
@@ -195,8 +255,11 @@ TOKENS = {"a": {}, "b": {}, "own": {"rate": 1.0, "burst": 2}, "free": {"rate": 0
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
     d = tmp_path_factory.mktemp("rl")
+    (d / "tokens.toml").write_text(VIEWER_ROLE)
     toks = {name: tokens.create(d / "tokens.toml", name, "admin", ["*"], **kw)[0]  # type: ignore[arg-type]
             for name, kw in TOKENS.items()}
+    toks |= {name: tokens.create(d / "tokens.toml", name, "viewer", ["*"], **kw)[0]  # type: ignore[arg-type]
+             for name, kw in VIEWERS.items()}
     s = ServerProcess(d / "data", "--auth", str(d / "tokens.toml"), "--rate-limit-rps", "5",
                       "--rate-limit-burst", "5").start()
     yield s, toks
@@ -265,6 +328,20 @@ def test_a_tokens_own_rate_wins(srv: tuple[ServerProcess, dict[str, str]]) -> No
     assert "1 requests per second" in r.json()["message"]
     for _ in range(30):  # rate 0: not limited
         assert _get(s.url, "/v1/queues/rl", toks["free"]).status == 200
+
+
+def test_a_roles_rate_wins_over_the_flag_and_a_tokens_over_its_roles(
+        srv: tuple[ServerProcess, dict[str, str]]) -> None:
+    s, toks = srv
+    passed, r, took = _until_refused(s.url, toks["role"])  # the viewers' table: 1/s, burst 2
+    assert _passed_ok(passed, 2, 1, took), (passed, took)
+    _check_429(r)
+    assert "1 requests per second (burst 2)" in r.json()["message"]
+    passed, r, took = _until_refused(s.url, toks["role-own"])  # its own: 3/s, burst 3
+    assert _passed_ok(passed, 3, 3, took), (passed, took)
+    assert "3 requests per second (burst 3)" in r.json()["message"]
+    for _ in range(30):  # its own rate 0: not limited, whatever its role's
+        assert _get(s.url, "/v1/queues/rl", toks["role-free"]).status == 200
 
 
 def _audit(log: bytes) -> list[dict[str, object]]:
@@ -388,6 +465,26 @@ def test_queue_full_is_not_retried(server_factory: type[ServerProcess], tmp_path
             c.enqueue("full", "t", 2)
     assert _count_429(s.url, "/v1/queues/{queue}/jobs") == 1  # one try, not five
     assert s.stop() == 0
+
+
+def test_without_auth_and_limits_only_managing_calls_pass_the_gate(tmp_path: Path) -> None:
+    """The gate is decided once per route: with neither --auth nor a rate limit, requests
+    skip authorize altogether but for the managing calls (audited with or without auth)."""
+    def gated(authn: Authenticator | None, lim: Limits | None) -> set[str]:
+        return {f"{r.method} {r.path}" for r in ROUTES
+                if http_auth.gate(authn, lim, r.need, r.handler.__name__, r.limited) is not None}
+
+    manage = {f"{r.method} {r.path}" for r in ROUTES if r.need.right is Right.MANAGE}
+    assert manage and gated(None, None) == manage
+    limited = {f"{r.method} {r.path}" for r in ROUTES if r.limited}
+    assert gated(None, Limits(5)) == manage | limited
+    tokens.create(tmp_path / "t.toml", "a", "admin", ["*"])
+    authn = Authenticator(str(tmp_path / "t.toml"), "")
+    try:  # with auth every route but the open ones
+        assert gated(authn, None) == {f"{r.method} {r.path}" for r in ROUTES
+                                      if r.need.right is not Right.OPEN}
+    finally:
+        authn.close()
 
 
 def test_every_v1_route_but_replication_is_limited() -> None:

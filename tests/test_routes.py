@@ -33,8 +33,13 @@ READS = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/v1/cluster"),
+    ("GET", "/v1/events"),  # reads the log, as a follower's fetch does
+    ("GET", "/v1/history"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/ui"),  # the dashboard's files
+    ("GET", "/ui/"),
+    ("GET", "/ui/{file}"),
     ("GET", "/v1/_repl/log"),  # a follower's fetch: reads the leader's log (and pins it)
     ("GET", "/v1/_repl/snapshot"),
 }

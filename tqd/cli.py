@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from . import config
+from .observe import logs
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,8 +24,6 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         sp.add_argument(config.flag_name(f), dest=f.name, default=None, metavar=f.name.upper(),
                         help=f"{f.metadata.get('help', '')} (default {f.default}; "
                         f"env {config.env_name(f)})")
-    sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                    help="what the server logs to stderr (default info)")
     sp.set_defaults(func=_serve)
 
 
@@ -32,14 +31,13 @@ def _serve(args: argparse.Namespace) -> int:
     from .daemon import run
     from .storage.lock import DataDirLocked
 
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = config.load({f.name: getattr(args, f.name) for f in config.settings_fields()},
                                config_file=args.config)
     except ValueError as e:
         print(f"tqd: bad setting: {e}", file=sys.stderr)
         return 2
+    logs.setup(settings.log_format, settings.log_level)  # before the fork: the writer's too
     if settings.auth or settings.cluster_token_file:
         from .auth.policy import load_credentials
 
@@ -59,9 +57,21 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         run(settings)
     except DataDirLocked as e:
-        print(f"tqd: {e}", file=sys.stderr)
-        return 1
+        return _fatal(settings, str(e))
+    except SystemExit as e:  # "tqd: cannot listen on ...", "tqd: the writer process ..."
+        if not isinstance(e.code, str):
+            raise
+        return _fatal(settings, e.code.removeprefix("tqd: "))
     return 0
+
+
+def _fatal(settings: config.Settings, message: str) -> int:
+    """Why the server stopped: `tqd: message` on stderr; with json logs, a line of the log."""
+    if settings.log_format == "json":
+        logging.getLogger("tqd").critical(message)
+    else:
+        print(f"tqd: {message}", file=sys.stderr, flush=True)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

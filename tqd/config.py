@@ -19,6 +19,8 @@ from typing import Any
 
 import msgspec
 
+from .observe import logs
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -47,6 +49,11 @@ class Settings:
         default=16 * MiB,
         metadata={"help": "a lease answer stops adding jobs past this many bytes (at least "
                           "one job always goes): bounds the memory and time of one lease"},
+    )
+    history_interval_s: float = field(
+        default=10.0,
+        metadata={"help": "how often each queue's counters are sampled for GET /v1/history "
+                          "(the dashboard's charts keep 360 samples)"},
     )
     queue_max_depth: int = field(
         default=0,
@@ -94,6 +101,18 @@ class Settings:
                           "still commit); /readyz fails while the writer is this late"},
     )
 
+    # ---- logs (see tqd.observe.logs) ----
+    log_format: str = field(
+        default="text",
+        metadata={"help": "text: one line per event, for people; json: one JSON object per "
+                          "line (ts, level, logger, msg and the event's fields), for a log shipper"},
+    )
+    log_level: str = field(
+        default="info",
+        metadata={"help": "what the server logs to stderr: debug (adds a line per HTTP "
+                          "request), info, warning or error"},
+    )
+
     # ---- access (see tqd.auth) ----
     auth: str = field(
         default="",
@@ -114,7 +133,8 @@ class Settings:
         default=0.0,
         metadata={"help": "requests per second each token may make (each client address "
                           "without auth), a token bucket; past it 429 rate_limited with "
-                          "Retry-After. A token's own `rate` in the --auth file wins. 0: none"},
+                          "Retry-After. In the --auth file a role's [roles.<role>] `rate` wins, "
+                          "and a token's own `rate` over its role's. 0: none"},
     )
     rate_limit_burst: int = field(
         default=0, metadata={"help": "the bucket's size: requests allowed at once after a "
@@ -130,6 +150,11 @@ class Settings:
         default=False,
         metadata={"help": "with --auth, GET /metrics needs a token with the read right "
                           "(default: open, for Prometheus; it shows queue names and counts)"},
+    )
+    ui: bool = field(
+        default=True,
+        metadata={"help": "serve the web dashboard at /ui (its files are open: they hold no "
+                          "data; with --auth it asks for a token). false: /ui is 404"},
     )
     cluster_token_file: str = field(
         default="",
@@ -182,7 +207,8 @@ def _problems(s: Settings) -> list[str]:
     out = []
     if not 0 <= s.port <= 65535:
         out.append(f"port must be 0..65535, got {s.port}")
-    for name in ("lease_timeout_s", "backoff_max_s", "drain_timeout_s", "write_deadline_s"):
+    for name in ("lease_timeout_s", "backoff_max_s", "drain_timeout_s", "write_deadline_s",
+                 "history_interval_s"):
         if not getattr(s, name) > 0:
             out.append(f"{name} must be > 0")
     for name in ("backoff_base_s", "retention_s", "key_window_s"):
@@ -199,6 +225,7 @@ def _problems(s: Settings) -> list[str]:
         out.append("rate_limit_rps must be >= 0")
     if s.map_size_bytes < 64 * 1024:
         out.append("map_size_bytes must be >= 65536")
+    out += logs.check(s.log_format, s.log_level)
     return out + _cluster_problems(s)
 
 

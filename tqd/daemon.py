@@ -28,6 +28,7 @@ from .engine.remote import WriterHandle
 from .http.app import IN_FLIGHT, make_app
 from .http.conn import Site, connection_limit, make_runner, server_tls
 from .http.repl import NODE
+from .observe import logs
 from .service import QueueService, spawn_writer
 
 log = logging.getLogger("tqd")
@@ -75,8 +76,9 @@ async def serve(settings: Settings, lock_fd: int, writer: WriterHandle,
     cluster = "" if node is None else (f", node {node.id} at {node.advertise}, lease in "
                                        f"{node.store.description}")
     scheme = "https" if tls is not None else "http"
-    print(f"tqd {__version__} listening on {scheme}://{settings.host}:{port} (data {settings.data_dir}, "
-          f"at most {max_connections} connections{cluster})", file=sys.stderr, flush=True)
+    url = f"{scheme}://{settings.host}:{port}"
+    logs.announce(log, f"tqd {__version__} listening on {url} (data {settings.data_dir}, at most "
+                  f"{max_connections} connections{cluster})", url=url, data=str(settings.data_dir))
     await stop.wait()
     log.info("tqd draining")
     if node is not None:

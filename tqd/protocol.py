@@ -320,6 +320,43 @@ class QueueStats(Struct):
     failed_total: int
 
 
+
+class JobEvent(Struct):
+    """``event: job`` of GET /v1/events: a job's new state ("deleted": it is gone)."""
+    id: str
+    queue: str | None
+    state: str
+    attempt: int
+    worker: str | None
+
+
+class QueueGone(Struct):
+    """``event: queue`` of GET /v1/events when the queue was deleted."""
+    queue: str
+    deleted: bool = True
+
+
+class EventsReset(Struct):
+    """``event: reset`` of GET /v1/events: events were missed; read the state again."""
+    seq: int
+
+
+class HistorySample(Struct):
+    """One sample of a queue's counters (GET /v1/history)."""
+    t: float
+    queued: int
+    scheduled: int
+    active: int
+    dead: int
+    enqueued_total: int
+    completed_total: int
+    failed_total: int
+
+
+class History(Struct):
+    interval_s: float
+    series: dict[str, list[HistorySample]]
+
 class JobPage(Struct):
     jobs: list[JobRecord]
     next: str | None

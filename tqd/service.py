@@ -30,11 +30,14 @@ from .engine.remote import RemoteWriter, WriterHandle
 from .engine.stats import Stats
 from .engine.writer import Commit, Writer
 from .errors import InvalidRequest, NoLeader, NotReady, NotReplicated, StorageFull, TqdError
-from .protocol import STATES, EnqueueResult, JobPage, JobRecord, QueuePage, QueueStats
+from .observe import history
+from .observe.history import Sampler
+from .protocol import STATES, EnqueueResult, QueueStats
 from .queue import ops
 from .queue import records as r
 from .queue.core import AckOutcome, Core, ms
 from .service_log import LogFace
+from .service_read import ReadFace
 from .storage import crypt
 from .storage.lock import lock_data_dir
 from .storage.log import Position
@@ -44,7 +47,6 @@ from .supervisor import LoopState, Supervisor
 log = logging.getLogger("tqd.service")
 
 TICK_LIMIT = 1000
-FINISHED = ("completed", "dead", "cancelled")
 PURGE_CHUNK = 2000  # jobs deleted per purge step (one write transaction)
 PURGE_SCAN = 20_000  # index entries read per purge step
 
@@ -75,7 +77,7 @@ class _Held(msgspec.Struct):
 _held_dec = msgspec.json.Decoder(_Held)
 
 
-class QueueService(LogFace):
+class QueueService(LogFace, ReadFace):
     def __init__(self, settings: Settings, clock: Clock | None = None, *,
                  lock_fd: int, writer: WriterHandle) -> None:
         """``lock_fd, writer``: what ``spawn_writer`` returned (call it before any event loop
@@ -105,6 +107,9 @@ class QueueService(LogFace):
         self.sync_gate: Callable[[int], Awaitable[None]] | None = None
         self._snapshots: ThreadPoolExecutor | None = None  # made on the first snapshot
         self._job_waiters: dict[str, list[asyncio.Future[None]]] = {}  # GET /v1/jobs/{id}?wait
+        # GET /v1/history: the queues' counters sampled over the last hour (the dashboard)
+        self.history = Sampler(lambda: self.queue_page("", history.MAX_QUEUES).queues,
+                               self.clock.now, settings.history_interval_s)
 
     # ---- life cycle ----------------------------------------------------------
 
@@ -115,6 +120,7 @@ class QueueService(LogFace):
         self._timer_wake = asyncio.Event()
         self.loops.start("timers", self._timer_loop)
         self.loops.start("write-deadline", self._watchdog_loop)
+        self.loops.start("history", self.history.loop)
 
     @property
     def writer_lost(self) -> bool:
@@ -125,6 +131,9 @@ class QueueService(LogFace):
         """Stop leasing: answer every long-poll now, lease nothing new."""
         self.draining = True
         self.writer.unpark_all()
+        if self._log_wake is not None:  # log readers (event streams) see the drain and end
+            self._log_wake.set()
+            self._log_wake = None
 
     @property
     def leading(self) -> bool:
@@ -392,55 +401,7 @@ class QueueService(LogFace):
         await self._submit(ops.SetPaused(self.clock.now(), queue, paused))
         return self.queue_stats(queue)
 
-    # ---- reads ----------------------------------------------------------------
-
-    def get_job(self, jid: str) -> JobRecord:
-        with self.store.read() as t:
-            return self.core.get(t, jid)
-
-    async def wait_job(self, jid: str, timeout: float) -> JobRecord:
-        """The job once it is finished (completed, dead or cancelled), or as it is after
-        ``timeout`` seconds. On the leader the writer reports the commit that finishes it
-        (no polling); elsewhere (a follower applying the leader's log) it is read again
-        every 0.1 s."""
-        rec = self.get_job(jid)
-        deadline = time.monotonic() + timeout
-        if rec.state in FINISHED or timeout <= 0:
-            return rec
-        if not self.leading:
-            while rec.state not in FINISHED and time.monotonic() < deadline:
-                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-                rec = self.get_job(jid)
-            return rec
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._job_waiters.setdefault(jid, [])
-        waiters.append(fut)
-        try:
-            if len(waiters) == 1:
-                await self.writer.watch([jid])  # watched from now on: the read below misses nothing
-            rec = self.get_job(jid)
-            if rec.state not in FINISHED:
-                await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            pass
-        finally:
-            left = self._job_waiters.get(jid)
-            if left is not None and fut in left:
-                left.remove(fut)
-                if not left:
-                    del self._job_waiters[jid]
-                    self.writer.unwatch([jid])
-        return self.get_job(jid)
-
-    def queue_stats(self, queue: str) -> QueueStats:
-        with self.store.read() as t:
-            qs = t.get_qstat(queue) or r.QStat()
-            return self._stats(t, queue, qs)
-
-    def all_queue_stats(self) -> list[QueueStats]:
-        """Every queue's stats (for /metrics), in one read transaction."""
-        with self.store.read() as t:
-            return [self._stats(t, q, qs) for q, qs in t.all_qstats()]
+    # ---- the writer's own numbers ---------------------------------------------
 
     async def writer_stats(self) -> Stats | None:
         """What the writer process measured (None if it does not answer within 2 s)."""
@@ -448,46 +409,3 @@ class QueueService(LogFace):
             return await asyncio.wait_for(asyncio.shield(self.writer.stats()), 2.0)
         except (TimeoutError, TqdError):
             return None
-
-    def queue_page(self, after: str, limit: int) -> QueuePage:
-        """Queues in name order after the cursor `after` ("" = from the first)."""
-        with self.store.read() as t:
-            rows = t.qstats_after(after, limit + 1)
-            page = [self._stats(t, q, qs) for q, qs in rows[:limit]]
-        return QueuePage(page, page[-1].name if len(rows) > limit else None)
-
-    def _stats(self, t: Any, queue: str, qs: r.QStat) -> QueueStats:
-        oldest = t.oldest_ready_ms(queue) if qs.queued else None
-        age = None if oldest is None else max(0.0, self.clock.now() - oldest / 1000)
-        return QueueStats(
-            name=queue, paused=qs.paused, queued=qs.queued,
-            queued_by_priority={str(p): qs.by_prio[p] for p in range(9, -1, -1)},
-            scheduled=qs.scheduled, active=qs.active, dead=qs.dead, completed=qs.completed,
-            cancelled=qs.cancelled, oldest_queued_age=age, enqueued_total=qs.enqueued_total,
-            completed_total=qs.completed_total, failed_total=qs.failed_total,
-        )
-
-    async def list_jobs(self, queue: str, state: str | None, limit: int, after: int) -> JobPage:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self._list_jobs, queue, state, limit, after)
-
-    def _list_jobs(self, queue: str, state: str | None, limit: int, after: int,
-                   scan_budget: int = 50_000) -> JobPage:
-        """Oldest first by enqueue order; a state filter scans at most scan_budget entries
-        per page (the cursor then points past what was scanned)."""
-        code = None if state is None else STATES.index(state)
-        which = "dead" if code == r.DEAD else "qidx"
-        jobs: list[JobRecord] = []
-        last = after
-        more = False
-        with self.store.read() as t:
-            for scanned, (qseq, jid) in enumerate(t.scan_index(which, queue, after), 1):
-                if len(jobs) >= limit or scanned > scan_budget:
-                    more = True
-                    break
-                last = qseq
-                spec, st = t.get_spec(jid), t.get_state(jid)
-                if spec is None or st is None or (code is not None and st.state != code):
-                    continue
-                jobs.append(self.core.record(t, jid, spec, st))
-        return JobPage(jobs, format(last, "x") if more else None)

@@ -89,13 +89,21 @@ class LogFace:
     async def apply_entries(self, entries: list[bytes]) -> Position:
         """Follower: apply a leader's entries (LogDiverged: start again from a snapshot)."""
         pos: Position = await self.writer.apply_entries(entries)
-        self.position = pos
+        self._moved(pos)
         return pos
+
+    def _moved(self, pos: Position) -> None:
+        """The log is at ``pos`` now (a follower's apply or restore): wake its readers (event
+        streams; tqd.observe.events)."""
+        self.position = pos
+        if self._log_wake is not None:
+            self._log_wake.set()
+            self._log_wake = None
 
     async def restore(self, path: Path) -> Position:
         """Follower: replace the store with a snapshot file."""
         pos: Position = await self.writer.restore(str(path))
-        self.position = pos
+        self._moved(pos)
         return pos
 
     async def begin_term(self, term: int) -> Position:

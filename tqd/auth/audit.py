@@ -13,14 +13,18 @@ JSON object so that a log shipper takes it as is::
   ``forbidden``, ``not_found``, ...).
 - ``who``: the token's name (null without a token or without auth); ``from``: the TCP
   peer's address. ``X-Forwarded-For`` is not believed: any client can write it.
+
+With ``--log-format json`` (tqd.observe.logs) these keys are the line's own, after ``ts``,
+``level``, ``logger`` and ``msg`` (the action and outcome: ``"cancel ok"``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from ..observe.logs import Fields
 
 log = logging.getLogger("tqd.audit")
 
@@ -36,4 +40,4 @@ def record(action: str, outcome: str, *, who: str | None, role: str | None, meth
         line["status"] = status
     line.update(who=who, role=role, method=method, path=path[:2000], **{"from": remote},
                 at=_now(), **more)
-    log.info("%s", json.dumps(line, separators=(", ", ": ")))
+    log.info(Fields(f"{action} {outcome}", line))

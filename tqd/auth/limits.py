@@ -7,11 +7,14 @@ to every ``/v1`` route but the cluster's replication; ``/healthz``, ``/readyz``,
 ``/metrics`` and ``/openapi.json`` are never limited.
 
 - **Rate**: ``--rate-limit-rps`` requests per second, in bursts of up to
-  ``--rate-limit-burst`` (0: ``2 x rps``, at least 1). A token's own ``rate`` (and
-  ``burst``) in the ``--auth`` file wins over both; ``rate = 0`` there means not limited.
-  Past it: ``429 rate_limited`` with ``Retry-After``, the whole seconds until the bucket
-  holds a request again (at least 1). Per-role defaults are not offered: a role is a set
-  of rights, and a token that needs another rate gets its own ``rate``.
+  ``--rate-limit-burst`` (0: ``2 x rps``, at least 1). In the ``--auth`` file a role's
+  ``[roles.<role>]`` table (``rate``, ``burst``) wins over the flags for its tokens, and
+  a token's own ``rate`` and ``burst`` win over its role's (each field on its own:
+  tqd.auth.policy.principal); ``rate = 0`` means not limited. Past it: ``429
+  rate_limited`` with ``Retry-After``, the whole seconds until the bucket holds a
+  request again (at least 1). Roles have defaults because a role's tokens call alike
+  (workers lease and ack, producers enqueue): one table sets the budget of all of them,
+  where a ``rate`` on each token would have to be repeated and kept in step.
 - **Parked long-polls**: at most ``MAX_PARKED_PER_CALLER`` ``POST /v1/lease`` with
   ``wait > 0`` at a time per caller (whenever limits are on: with ``--auth`` or
   ``--rate-limit-rps``). One long-poll holds a connection and a place on the writer's

@@ -81,8 +81,8 @@ class Principal:
     role: str  # one of tokens.ROLES, or "cluster"
     queues: tuple[str, ...] = ()
     _match: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
-    rate: float | None = None  # its own rate limit (tqd.auth.limits); None: the server's
-    burst: int | None = None
+    rate: float | None = None  # its rate limit (tqd.auth.limits): its own, else its role's
+    burst: int | None = None  # (tqd.auth.tokens); None: the server's
 
     @property
     def rights(self) -> frozenset[Right]:
@@ -101,8 +101,16 @@ class Principal:
 CLUSTER = Principal("cluster", "cluster")
 
 
-def principal(e: tokens.Entry) -> Principal:
-    return Principal(e.name, e.role, tuple(e.queues), tokens.matcher(e.queues), e.rate, e.burst)
+def principal(e: tokens.Entry, roles: dict[str, tokens.RoleLimit] | None = None) -> Principal:
+    """A token's Principal; each of its rate and burst is its own, else its role's (`roles`,
+    the file's ``[roles.<role>]`` tables), else None: the server's."""
+    role = (roles or {}).get(e.role, _NO_LIMIT)
+    rate = e.rate if e.rate is not None else role.rate
+    burst = e.burst if e.burst is not None else role.burst
+    return Principal(e.name, e.role, tuple(e.queues), tokens.matcher(e.queues), rate, burst)
+
+
+_NO_LIMIT = tokens.RoleLimit()
 
 
 def read_cluster_token(path: Path) -> bytes:
@@ -128,23 +136,27 @@ def _warn_if_readable(path: Path) -> None:
 
 
 class Credentials(NamedTuple):
-    """What a token is checked against: the token file's entries and the cluster secret."""
+    """What a token is checked against: the token file's entries and the cluster secret;
+    and the roles' default rate limits."""
 
     entries: dict[str, tokens.Entry]  # by id
     cluster: bytes | None
+    roles: dict[str, tokens.RoleLimit]
 
 
 def load_credentials(auth_file: str, cluster_token_file: str) -> Credentials:
     """Both files, read and checked (ValueError/TokenFileError with the reason)."""
     entries: dict[str, tokens.Entry] = {}
+    roles: dict[str, tokens.RoleLimit] = {}
     if auth_file:
-        entries = {e.id: e for e in tokens.load(Path(auth_file))}
+        file = tokens.load_file(Path(auth_file))
+        entries, roles = {e.id: e for e in file.entries}, file.roles
         _warn_if_readable(Path(auth_file))
     cluster = None
     if cluster_token_file:
         cluster = read_cluster_token(Path(cluster_token_file))
         _warn_if_readable(Path(cluster_token_file))
-    return Credentials(entries, cluster)
+    return Credentials(entries, cluster, roles)
 
 
 class Authenticator:
@@ -217,7 +229,7 @@ class Authenticator:
             raise Unauthorized("unknown or revoked token")
         if generation != self._generation:  # re-read meanwhile: is it still there?
             return await self._verify(token, digest)
-        who = principal(entry)
+        who = principal(entry, self._creds.roles)
         if len(self._known) >= _CACHE_MAX:
             self._known.clear()
         self._known[digest] = who

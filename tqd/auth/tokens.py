@@ -16,6 +16,17 @@ The file is TOML, one ``[[token]]`` table per token, written by ``tqd token crea
 ``rate`` and ``burst`` (tqd.auth.limits) win over ``--rate-limit-rps`` and
 ``--rate-limit-burst`` for this token; a file without them reads as before.
 
+A role's tokens may share a default rate limit, one optional table per role, written by
+hand (``tqd token create`` and ``revoke`` keep it)::
+
+    [roles.worker]
+    rate = 200.0                      # requests/s of each worker token (0: not limited)
+    burst = 400
+
+Each of ``rate`` and ``burst`` is the token's own, else its role's, else the server's
+flag. The names are the token's own keys: a role table is a default for its tokens'
+fields, so it reads the same.
+
 A token reads ``tqd_<id>_<secret>``: the ``tqd_`` prefix makes a leaked token easy to find
 (secret scanners, logs), ``<id>`` (8 hex digits) names its entry, and ``<secret>`` is
 ``secrets.token_urlsafe(32)`` (256 random bits). The file holds neither the token nor the
@@ -79,8 +90,23 @@ class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     burst: int | None = None  # its own bucket size
 
 
+class RoleLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[roles.<role>]``: the rate limit of the role's tokens that set none of their own."""
+
+    rate: float | None = None
+    burst: int | None = None
+
+
+class TokenFile(msgspec.Struct, frozen=True):
+    """What the file holds: the tokens, and the roles' default rate limits."""
+
+    entries: list[Entry]
+    roles: dict[str, RoleLimit]
+
+
 class _Doc(msgspec.Struct, forbid_unknown_fields=True):
     token: list[Entry] = msgspec.field(default_factory=list)
+    roles: dict[str, RoleLimit] = msgspec.field(default_factory=dict)
 
 
 # ---- globs --------------------------------------------------------------------------
@@ -161,12 +187,24 @@ def _check_hash(stored: str) -> None:
 
 
 def parse(text: str, where: str = "token file") -> list[Entry]:
-    """The entries of a token file's text, checked (unique names and ids, known roles,
-    valid globs and hashes). Raises TokenFileError."""
+    """The entries of a token file's text, checked (see read). Raises TokenFileError."""
+    return read(text, where).entries
+
+
+def read(text: str, where: str = "token file") -> TokenFile:
+    """A token file's text, checked (unique names and ids, known roles, valid globs,
+    hashes and rates). Raises TokenFileError."""
     try:
         doc = msgspec.convert(tomllib.loads(text), _Doc)
     except (tomllib.TOMLDecodeError, msgspec.ValidationError) as e:
         raise TokenFileError(f"{where}: {e}") from None
+    for role, lim in doc.roles.items():
+        try:
+            if role not in ROLES:
+                raise ValueError(f"no such role; one of {', '.join(ROLES)}")
+            check_rate(lim.rate, lim.burst)
+        except ValueError as err:
+            raise TokenFileError(f"{where}: [roles.{role}]: {err}") from None
     names: set[str] = set()
     ids: set[str] = set()
     for n, t in enumerate(doc.token, 1):
@@ -186,15 +224,19 @@ def parse(text: str, where: str = "token file") -> list[Entry]:
             raise TokenFileError(f"{where}: token {n} ({t.name!r}): {err}") from None
         names.add(t.name)
         ids.add(t.id)
-    return doc.token
+    return TokenFile(doc.token, doc.roles)
 
 
 def load(path: Path) -> list[Entry]:
+    return load_file(path).entries
+
+
+def load_file(path: Path) -> TokenFile:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise TokenFileError(f"cannot read the token file {path}: {e}") from None
-    return parse(text, f"token file {path}")
+    return read(text, f"token file {path}")
 
 
 def _toml_str(s: str) -> str:
@@ -204,26 +246,29 @@ def _toml_str(s: str) -> str:
         for c in s) + '"'
 
 
-def render(entries: list[Entry]) -> str:
+def _limit_lines(rate: float | None, burst: int | None) -> str:
+    return ("" if rate is None else f"rate = {float(rate)!r}\n") + (
+        "" if burst is None else f"burst = {int(burst)}\n")
+
+
+def render(entries: list[Entry], roles: dict[str, RoleLimit] | None = None) -> str:
     out = [_HEADER]
+    for role, lim in sorted((roles or {}).items()):
+        out.append(f"\n[roles.{role}]\n{_limit_lines(lim.rate, lim.burst)}")
     for e in entries:
         q = ", ".join(_toml_str(g) for g in e.queues)
         out.append(f"\n[[token]]\nname = {_toml_str(e.name)}\nid = {_toml_str(e.id)}\n"
                    f"role = {_toml_str(e.role)}\nqueues = [{q}]\nhash = {_toml_str(e.hash)}\n"
-                   f"created = {_toml_str(e.created)}\n")
-        if e.rate is not None:
-            out.append(f"rate = {float(e.rate)!r}\n")
-        if e.burst is not None:
-            out.append(f"burst = {int(e.burst)}\n")
+                   f"created = {_toml_str(e.created)}\n{_limit_lines(e.rate, e.burst)}")
     return "".join(out)
 
 
-def _write(path: Path, entries: list[Entry]) -> None:
+def _write(path: Path, entries: list[Entry], roles: dict[str, RoleLimit]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render(entries))
+            f.write(render(entries, roles))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -243,10 +288,10 @@ class _Locked:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def __enter__(self) -> list[Entry]:
+    def __enter__(self) -> TokenFile:
         self.fd = os.open(self.path.parent, os.O_RDONLY)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return load(self.path) if self.path.exists() else []
+        return load_file(self.path) if self.path.exists() else TokenFile([], {})
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)  # releases the lock
@@ -265,7 +310,8 @@ def create(path: Path, name: str, role: str, queues: list[str], *, rate: float |
         raise ValueError("queues: at least one glob")
     matcher(queues)
     check_rate(rate, burst)
-    with _Locked(path) as entries:
+    with _Locked(path) as file:
+        entries = file.entries
         if any(e.name == name for e in entries):
             raise ValueError(f"a token named {name!r} exists (revoke it first)")
         used = {e.id for e in entries}
@@ -276,15 +322,15 @@ def create(path: Path, name: str, role: str, queues: list[str], *, rate: float |
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         entry = Entry(name=name, id=tid, role=role, hash=hash_token(token),  # type: ignore[arg-type]
                       queues=list(queues), created=now, rate=rate, burst=burst)
-        _write(path, [*entries, entry])
+        _write(path, [*entries, entry], file.roles)
     return token, entry
 
 
 def revoke(path: Path, name: str) -> Entry:
     """Remove the token called name from the file; KeyError if there is none."""
-    with _Locked(path) as entries:
-        gone = [e for e in entries if e.name == name]
+    with _Locked(path) as file:
+        gone = [e for e in file.entries if e.name == name]
         if not gone:
             raise KeyError(name)
-        _write(path, [e for e in entries if e.name != name])
+        _write(path, [e for e in file.entries if e.name != name], file.roles)
     return gone[0]

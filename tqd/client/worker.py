@@ -9,8 +9,9 @@
     worker.run_forever()          # or: tqd worker myapp.tasks:worker
 
 The parts, each small: `AckBatcher` (acks.py) turns many acks into few `POST /v1/ack`
-requests; `_Running` owns one job (its handler and its heartbeat loop);
-`Worker` is the lease loop plus startup and shutdown.
+requests; `Running` (running.py) owns one job (its handler and its heartbeat loop) and
+says what becomes of it, one log line per event (joblog.py); what a handler gets and may
+raise is context.py's; `Worker` is the lease loop plus startup and shutdown.
 
 Through a cluster failover a worker keeps its running jobs: the client waits out the
 time between leaders (see `Client`), and what still fails for a reason that may pass
@@ -48,147 +49,25 @@ reached (after the client's retries) it stops and `run()` raises the
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import msgspec
-
-from .acks import AckBatcher, again, retry_delay
-from .api import (
-    Client,
-    ClientError,
-    InvalidRequest,
-    LeasedJob,
-    LeaseLost,
-    NotFound,
-    RateLimited,
-    transient,
-)
+from .acks import AckBatcher
+from .api import Client, ClientError, LeasedJob, RateLimited
+from .context import Fatal, Handler, JobCancelled, JobContext, Retry
 from .retry import MAX_RETRY_AFTER_S
+from .running import Running, give_back
 
 __all__ = ["Worker", "JobContext", "Retry", "Fatal", "JobCancelled", "Handler"]
 
 log = logging.getLogger("tqd.worker")
-Handler = Callable[["JobContext"], Any]
 F = TypeVar("F", bound=Handler)
-_enc = msgspec.json.Encoder()
-
-
-class Retry(Exception):
-    """Raise from a handler to retry the job `in_` seconds from now (None: server backoff)."""
-
-    def __init__(self, in_: float | None = None, reason: str = "retry requested") -> None:
-        super().__init__(reason)
-        self.in_ = in_
-        self.reason = reason
-
-
-class Fatal(Exception):
-    """Raise from a handler to fail the job without retry: it goes dead at once."""
-
-
-class JobCancelled(Exception):
-    """Raised by `JobContext.check()` once the job's lease is lost or the worker gives it up."""
-
-
-class JobContext:
-    """What a handler gets: the leased job, a progress reporter and the cancellation flag.
-
-    Safe to use from the handler's thread (sync handlers) and the event loop.
-    """
-
-    def __init__(self, job: LeasedJob, worker_name: str) -> None:
-        self.job = job
-        self.worker = worker_name
-        self._progress: Any = None
-        self._progress_dirty = False
-        self._cancelled = threading.Event()
-        self.cancel_reason = ""
-
-    @property
-    def id(self) -> str:
-        return self.job.id
-
-    @property
-    def type(self) -> str | None:
-        return self.job.type
-
-    @property
-    def traceparent(self) -> str | None:
-        """The W3C trace context the job was enqueued with (None: none): continue the
-        producer's trace from it (e.g. OpenTelemetry's TraceContextTextMapPropagator)."""
-        return self.job.traceparent
-
-    @property
-    def queue(self) -> str:
-        return self.job.queue
-
-    @property
-    def payload(self) -> Any:
-        return self.job.payload
-
-    @property
-    def attempt(self) -> int:
-        """1 on the first run; `max_attempts` on the last one before the job goes dead."""
-        return self.job.attempt
-
-    @property
-    def max_attempts(self) -> int:
-        return self.job.max_attempts
-
-    def progress(self, value: Any) -> None:
-        """Report progress (any JSON value); sent with the next heartbeat."""
-        self._progress = value
-        self._progress_dirty = True
-
-    @property
-    def cancelled(self) -> bool:
-        """True once the handler should stop: lease lost, job cancelled, or worker giving up."""
-        return self._cancelled.is_set()
-
-    def check(self) -> None:
-        """Raise JobCancelled if the handler should stop (call it between steps)."""
-        if self._cancelled.is_set():
-            raise JobCancelled(self.cancel_reason)
-
-    def _cancel(self, reason: str) -> None:
-        if not self._cancelled.is_set():
-            self.cancel_reason = reason
-            self._cancelled.set()
-
-
-async def _in_thread(fn: Handler, ctx: JobContext, live: set[threading.Thread]) -> Any:
-    """Run a sync handler in a daemon thread (one per job: a stuck handler cannot block exit)."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[Any] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if not fut.done():
-            fut.set_result(value) if ok else fut.set_exception(value)
-
-    def target() -> None:
-        try:
-            value, ok = fn(ctx), True
-        except BaseException as e:  # noqa: B036 - handed to the loop, never swallowed
-            value, ok = e, False
-        live.discard(threading.current_thread())
-        try:
-            loop.call_soon_threadsafe(settle, ok, value)
-        except RuntimeError:  # the loop closed meanwhile (worker gave the job up)
-            pass
-
-    th = threading.Thread(target=target, name=f"tqd-job-{ctx.id}", daemon=True)
-    live.add(th)
-    th.start()
-    return await fut
 
 
 def _retry_after_s(e: ClientError) -> float:
@@ -197,187 +76,6 @@ def _retry_after_s(e: ClientError) -> float:
     if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_RETRY_AFTER_S:
         return float(v)
     return 1.0
-
-
-async def _lost_reason(client: Client, jid: str, code: str) -> str:
-    """Why a lease is gone, for the log: "cancelled", or "lease lost (...)". One GET, on loss only."""
-    if code == NotFound.code:
-        return "lease lost (the job was deleted)"
-    try:
-        job = await client.get(jid)
-    except ClientError as e:
-        return f"lease lost (job unreadable: {e})"
-    if job.state == "cancelled":
-        return "cancelled"
-    return f"lease lost (the job is {job.state}, attempt {job.attempt})"
-
-
-async def _give_back(client: Client, job: LeasedJob, why: str, elapsed: str = "",
-                     started: bool = True) -> None:
-    """Give a leased job back for another worker to take at once (worker shutdown). A job
-    that never started is released (its lease does not count as an attempt); one whose
-    handler was interrupted fails with retry_in 0 (it ran, so the attempt counts). One
-    call (the client waits out a failover): retrying longer would only hold up the
-    shutdown for a job that runs again anyway once its lease expires."""
-    try:
-        if started:
-            await client.fail(job.id, job.lease, "worker shutdown", None, retry=True, retry_in=0)
-        else:
-            await client.release(job.id, job.lease)
-        log.warning("%8s ↩ %s %s released (%s)", elapsed, job.id, job.type, why)
-    except ClientError as e:
-        log.warning("release of %s failed (%s); it runs again when its lease expires", job.id, e)
-
-
-class _Running:
-    """One job in progress: runs its handler, heartbeats its lease, reports the outcome."""
-
-    def __init__(self, w: Worker, job: LeasedJob) -> None:
-        self.w = w
-        self.job = job
-        self.ctx = JobContext(job, w.name)
-        self.lease_s = w.lease_timeout_s or job.timeout or 60.0
-        self.started = time.monotonic()
-        self.lease_until = self.started + self.lease_s  # by our clock, moved on by each heartbeat
-        self.released = False  # set when the worker gave the job back at shutdown
-        self.handler_task: asyncio.Task[Any] | None = None
-
-    def _elapsed(self) -> str:
-        return f"{time.monotonic() - self.started:6.2f}s"
-
-    async def run(self) -> None:
-        job, ctx = self.job, self.ctx
-        fn = self.w.handlers.get(job.type or "")
-        log.info("%8s → %s %s try %d/%d", "", job.id, job.type, job.attempt, job.max_attempts)
-        if fn is None:
-            await self._fail(f"no handler for job type {job.type!r} on worker {self.w.name}", None,
-                             retry=True, retry_in=None)
-            return
-        hb = asyncio.create_task(self._heartbeats(), name=f"tqd-hb-{job.id}")
-        try:
-            if inspect.iscoroutinefunction(fn):
-                self.handler_task = asyncio.create_task(fn(ctx))
-            else:
-                self.handler_task = asyncio.ensure_future(_in_thread(fn, ctx, self.w.threads))
-            result = await self.handler_task
-        except Retry as e:
-            await self._fail(e.reason, None, retry=True, retry_in=e.in_)
-        except Fatal as e:
-            await self._fail(f"Fatal: {e}", traceback.format_exc(), retry=False, retry_in=None)
-        except (JobCancelled, asyncio.CancelledError):
-            if not ctx.cancelled:  # the worker itself is being cancelled
-                raise
-            if not self.released:
-                log.warning("%s ⊘ %s %s stopped: %s", self._elapsed(), job.id, job.type,
-                            ctx.cancel_reason)
-        except Exception as e:
-            await self._fail(f"{type(e).__name__}: {e}", traceback.format_exc(), retry=True,
-                             retry_in=None)
-        else:
-            await self._ack(result)
-        finally:
-            hb.cancel()
-            await asyncio.gather(hb, return_exceptions=True)
-
-    async def _ack(self, result: Any) -> None:
-        if self.ctx.cancelled:
-            log.warning("%s ⊘ %s %s finished after losing its lease (%s); result dropped",
-                        self._elapsed(), self.job.id, self.job.type, self.ctx.cancel_reason)
-            return
-        try:
-            raw = _enc.encode(result)
-        except (TypeError, msgspec.EncodeError) as e:
-            await self._fail(f"result is not JSON: {e}", None, retry=False, retry_in=None)
-            return
-        err = await self.w.acks.ack(self.job, raw, lambda: self.lease_until)
-        if err is None:
-            log.info("%s ← %s %s ● %s", self._elapsed(), self.job.id, self.job.type,
-                     _short(raw))
-        elif err in ("lease_lost", "not_found"):
-            why = await _lost_reason(self.w.client, self.job.id, err)
-            log.warning("%s ⊘ %s %s finished, but %s; result dropped", self._elapsed(), self.job.id,
-                        self.job.type, why)
-        else:
-            log.warning("%s ⊘ %s %s ack not stored (%s); it runs again when its lease expires",
-                        self._elapsed(), self.job.id, self.job.type, err)
-
-    async def _fail(self, error: str, details: str | None, *, retry: bool,
-                    retry_in: float | None) -> None:
-        if self.ctx.cancelled:
-            log.warning("%s ⊘ %s %s failed after losing its lease: %s", self._elapsed(), self.job.id,
-                        self.job.type, error)
-            return
-        try:
-            # A repeated fail is answered as the first was: safe to make again.
-            res = await again(lambda: self.w.client.fail(self.job.id, self.job.lease, error, details,
-                                                          retry=retry, retry_in=retry_in),
-                               lambda: self.lease_until, f"failure report of {self.job.id}")
-        except (LeaseLost, NotFound) as e:
-            why = await _lost_reason(self.w.client, self.job.id, e.code)
-            log.warning("%s ⊘ %s %s failed, but %s: %s", self._elapsed(), self.job.id, self.job.type,
-                        why, error)
-            return
-        except ClientError as e:
-            log.error("%s ! %s %s could not report failure (%s): %s", self._elapsed(), self.job.id,
-                      self.job.type, e, error)
-            return
-        if res.state == "dead":
-            log.error("%s ✗ %s %s dead after try %d: %s", self._elapsed(), self.job.id, self.job.type,
-                      self.job.attempt, error)
-        else:
-            due = f" in {max(res.run_at - time.time(), 0):.2f}s" if res.run_at else ""
-            log.warning("%s ↻ %s %s retrying%s: %s", self._elapsed(), self.job.id, self.job.type, due,
-                        error)
-
-    async def _heartbeats(self) -> None:
-        """Extend the lease every third of its length, sending the handler's latest progress;
-        after a failure, again soon (backing off up to that third)."""
-        interval = max(self.lease_s / 3, 0.05)
-        delay, failures = interval, 0
-        while True:
-            await asyncio.sleep(delay)
-            ctx = self.ctx
-            progress, ctx._progress_dirty = (ctx._progress if ctx._progress_dirty else None), False
-            sent = time.monotonic()
-            try:
-                try:
-                    await self.w.client.heartbeat(self.job.id, self.job.lease, extend=self.lease_s,
-                                                  progress=progress)
-                except InvalidRequest as e:
-                    if progress is None:
-                        raise
-                    # Keep the lease even if the server refuses this progress value.
-                    log.warning("progress of %s refused (%s); heartbeat without it", self.job.id, e)
-                    await self.w.client.heartbeat(self.job.id, self.job.lease, extend=self.lease_s)
-            except (LeaseLost, NotFound) as e:
-                self.lose(await _lost_reason(self.w.client, self.job.id, e.code))
-                return
-            except ClientError as e:
-                failures += 1
-                delay = min(retry_delay(failures), interval) if transient(e) else interval
-                log.warning("heartbeat of %s failed: %s; again in %.1fs", self.job.id, e, delay)
-                if progress is not None:
-                    ctx._progress_dirty = True  # send the latest value next time
-            else:
-                self.lease_until = max(self.lease_until, sent + self.lease_s)
-                delay, failures = interval, 0
-
-    def lose(self, reason: str) -> None:
-        self.ctx._cancel(reason)
-        task = self.handler_task
-        if task is not None and not task.done():
-            task.cancel()  # an async handler stops at its next await; a thread runs on, unheard
-
-    async def release(self) -> None:
-        """Give the job back for another worker to run at once (graceful shutdown)."""
-        self.released = True
-        self.lose("worker shutting down")
-        await _give_back(self.w.client, self.job, "worker shutdown", self._elapsed())
-
-
-def _short(raw: bytes, n: int = 80) -> str:
-    s = raw.decode(errors="replace")
-    return s if len(s) <= n else s[:n - 1] + "…"
 
 
 class Worker:
@@ -412,7 +110,7 @@ class Worker:
         self.handlers: dict[str, Handler] = {}
         self.client: Client = None  # type: ignore[assignment]  # made in run()
         self.acks: AckBatcher = None  # type: ignore[assignment]
-        self.running: dict[str, _Running] = {}
+        self.running: dict[str, Running] = {}
         self.threads: set[threading.Thread] = set()  # sync handlers, some maybe given up on
         self.jobs_done = 0
         self._stop: asyncio.Event | None = None
@@ -571,12 +269,12 @@ class Worker:
         await self._give_back_unstarted(jobs)
 
     async def _give_back_unstarted(self, jobs: list[LeasedJob]) -> None:
-        await asyncio.gather(*(_give_back(self.client, j, "leased as the worker stopped; not started",
+        await asyncio.gather(*(give_back(self.client, j, "leased as the worker stopped; not started",
                                           started=False)
                                for j in jobs))
 
     def _start(self, job: LeasedJob, tasks: set[asyncio.Task[None]]) -> None:
-        r = _Running(self, job)
+        r = Running(self, job)
         self.running[job.id] = r
         t = asyncio.create_task(r.run(), name=f"tqd-job-{job.id}")
         tasks.add(t)

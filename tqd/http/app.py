@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from aiohttp import HttpVersion11, web
+from aiohttp.typedefs import Middleware
 
 from .. import protocol as p
 from ..auth.limits import Limits
 from ..auth.policy import Authenticator, Need, Right, Scope
+from ..config import Settings
 from ..errors import (
     Internal,
     InvalidJob,
@@ -34,16 +36,16 @@ from ..errors import (
     TqdError,
     Unauthorized,
 )
-from ..observe.metrics import CONTENT_TYPE, observe_request, render
+from ..observe.metrics import CONTENT_TYPE, HTTP_TIMES, NO_ROUTE, RouteTimes, render
 from ..queue import validate
 from ..queue.ops import AckItem, AckOutcome, NewJob
 from ..service import QueueService
-from . import auth, openapi, repl
+from . import access, auth, events, openapi, repl, ui
 from . import body as httpbody
 from .body import DROP, NDJSON, BodyRule
+from .keys import SERVICE, svc
 
 log = logging.getLogger("tqd.http")
-SERVICE = web.AppKey("service", QueueService)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -136,11 +138,12 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
     expect = request.headers.get("Expect", "")
     if expect.lower() != "100-continue":
         return error_reply(InvalidRequest(f"unsupported Expect {expect[:100]!r}").with_status(417))
-    route = _route(request)
+    st = request.app[SERVED].get(request.match_info.handler)
     try:
-        if route is not None:
-            await _authorize(request, route)  # no body is asked for before the caller may send it
-            httpbody.check_head(request, route.body, svc(request).s)
+        if st is not None:
+            if st.gate is not None:  # no body is asked for before the caller may send it
+                await auth.authorize(request, st.gate, svc(request))
+            httpbody.check_head(request, st.route.body, svc(request).s)
     except TqdError as e:
         request[DROP] = True  # the client waits for our word: no body is coming to drain
         return error_reply(e.closing())
@@ -148,10 +151,6 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the answer proper is still to come
     return None
-
-
-def svc(request: web.Request) -> QueueService:
-    return request.app[SERVICE]
 
 
 def _queue(request: web.Request) -> str:
@@ -355,7 +354,12 @@ async def list_jobs(request: web.Request) -> web.Response:
     state = validate.job_state(q.get("state") or None)
     limit = _int_param(q.get("limit", "100"), "limit", 1, validate.MAX_PAGE)
     after = validate.job_cursor(q.get("after", ""))
-    return reply(await svc(request).list_jobs(queue, state, limit, after))
+    type_ = q.get("type")
+    if type_ is not None and not 0 < len(type_) <= p.MAX_TYPE_CHARS:
+        raise InvalidRequest(f"type must be 1..{p.MAX_TYPE_CHARS} characters")
+    raw = q.get("priority")
+    priority = None if raw is None else _int_param(raw, "priority", 0, 9)
+    return reply(await svc(request).list_jobs(queue, state, limit, after, type_, priority))
 
 
 async def purge(request: web.Request) -> web.Response:
@@ -392,51 +396,78 @@ async def cluster(request: web.Request) -> web.Response:
 _HTTP_CODES = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
 
 
-async def _authorize(request: web.Request, route: Route) -> auth.Guard:
+class Served(NamedTuple):
+    """A route as one app serves it, worked out at start (make_app) so that a request
+    pays one lookup for it: its access check and its request-duration series."""
+
+    route: Route
+    gate: auth.Gate | None  # None: nothing to check or count (tqd.http.auth.gate)
+    times: RouteTimes
+
+
+SERVED = web.AppKey("served", dict[Handler, Served])
+
+
+def _served(route: Route, s: Settings, authn: Authenticator | None,
+            limits: Limits | None) -> Served:
     need = route.need
-    if route.handler is metrics and not svc(request).s.metrics_auth:
+    if route.handler is metrics and not s.metrics_auth:
         need = OPEN  # Prometheus scrapes without a token unless --metrics-auth
-    return await auth.authorize(request, need, route.handler.__name__, svc(request), route.limited)
+    return Served(route, auth.gate(authn, limits, need, route.handler.__name__, route.limited),
+                  HTTP_TIMES.series(route.path, route.method))
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    in_flight = request.app[IN_FLIGHT]
-    in_flight.enter()
-    t0 = time.perf_counter()
-    resp = None
-    try:
-        resp = await _answer(request, handler)
-        g = request.get(auth.GUARD)
-        if g is not None:
-            g.done(resp.status, request.get(_ERROR_CODE))
-        return resp
-    finally:
-        in_flight.leave()
-        route = _route(request)
-        observe_request(route.path if route is not None else "(no route)", request.method,
-                        resp.status if resp is not None else 499, time.perf_counter() - t0)
+def _middleware(service: QueueService, served: dict[Handler, Served],
+                in_flight: InFlight) -> Middleware:
+    """The one middleware: requests in flight, the answer (_answer), the audit line of a
+    managing call, the request's duration, the request's log line (tqd.http.access)."""
+    log_requests = access.enabled()  # once: the level is set before the app is made
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        st = served.get(request.match_info.handler)
+        in_flight.enter()
+        t0 = time.perf_counter()
+        status = 499
+        try:
+            resp = await _answer(request, handler, service, st)
+            status = resp.status
+            if st is not None and st.gate is not None and st.gate.action:
+                g = request.get(auth.GUARD)  # (absent when refused: audited as a denial)
+                if g is not None:
+                    g.done(status, request.get(_ERROR_CODE))
+            return resp
+        finally:
+            in_flight.leave()
+            times = st.times if st is not None else HTTP_TIMES.series(NO_ROUTE, request.method)
+            elapsed = time.perf_counter() - t0
+            times.observe(status, elapsed)
+            if log_requests:
+                access.line(request, st.route.path if st is not None else NO_ROUTE, status, elapsed)
+
+    return middleware
 
 
 _ERROR_CODE = "tqd.error_code"
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    route = _route(request)
+async def _answer(request: web.Request, handler: Handler, service: QueueService,
+                  st: Served | None) -> web.StreamResponse:
+    route = st.route if st is not None else None
     try:
-        if route is not None:
-            await _authorize(request, route)  # before the leader's redirect: no token, no hint
-        if route is not None and route.write and not svc(request).leading:
-            return repl.not_leader_reply(svc(request), request, NoLeader("this node is not the leader"))
+        if st is not None and st.gate is not None:  # before the leader's redirect: no token, no hint
+            await auth.authorize(request, st.gate, service)
+        if route is not None and route.write and not service.leading:
+            return repl.not_leader_reply(service, request, NoLeader("this node is not the leader"))
         if route is not None and not route.body.takes_body:  # the others check in read_body
-            httpbody.check_head(request, route.body, svc(request).s)
+            httpbody.check_head(request, route.body, service.s)
         return await handler(request)
     except NoLeader as e:
         if route is not None and route.write:
-            return repl.not_leader_reply(svc(request), request, e)
+            return repl.not_leader_reply(service, request, e)
         resp = error_reply(e)
-        if svc(request).leader_url:
-            resp.headers["X-Tqd-Leader"] = svc(request).leader_url or ""
+        if service.leader_url:
+            resp.headers["X-Tqd-Leader"] = service.leader_url or ""
         return resp
     except TqdError as e:
         request[_ERROR_CODE] = e.code
@@ -492,6 +523,8 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/jobs/{id}/heartbeat", heartbeat, WRITE, WORK_JOB, BodyRule("result")),
     Route("POST", "/v1/jobs/{id}/release", release, WRITE, WORK_JOB, BodyRule("small")),
     Route("POST", "/v1/jobs/{id}/retry", retry_job, WRITE, MANAGE_JOB),
+    Route("GET", "/v1/events", events.events, READ, READ_LISTED),
+    Route("GET", "/v1/history", events.history, READ, READ_LISTED),
     Route("GET", "/v1/cluster", cluster, READ, READ_ANY),
     Route("GET", "/v1/_repl/log", repl.repl_log, READ, CLUSTER),
     Route("GET", "/v1/_repl/snapshot", repl.repl_snapshot, READ, CLUSTER),
@@ -499,6 +532,9 @@ ROUTES: list[Route] = [
     Route("GET", "/openapi.json", openapi.openapi, READ, OPEN),
     Route("GET", "/healthz", healthz, READ, OPEN),
     Route("GET", "/readyz", readyz, READ, OPEN),
+    Route("GET", "/ui", ui.ui_root, READ, OPEN),  # the dashboard's files: no data in them
+    Route("GET", "/ui/", ui.ui_index, READ, OPEN),
+    Route("GET", "/ui/{file}", ui.ui_file, READ, OPEN),
 ]
 _BY_HANDLER: dict[Handler, Route] = {r.handler: r for r in ROUTES}
 
@@ -512,20 +548,30 @@ async def _close_when_draining(request: web.Request, response: web.StreamRespons
 
 def make_app(service: QueueService) -> web.Application:
     s = service.s
-    # read_body holds each route to its own limit; this only bounds aiohttp's request.read()
-    app = web.Application(middlewares=[errors_middleware],
-                          client_max_size=max(row.size(s) for row in p.BODY_LIMITS.values()))
-    app[SERVICE] = service
-    app[IN_FLIGHT] = InFlight()
+    authn = limits = None
     if s.auth or s.cluster_token_file:
         try:
-            app[auth.AUTH] = Authenticator(s.auth, s.cluster_token_file)
+            authn = Authenticator(s.auth, s.cluster_token_file)
         except ValueError as e:  # (TokenFileError too) checked at start; changed since?
             raise SystemExit(f"tqd: bad setting: {e}") from None
-    if s.auth or s.rate_limit_rps > 0:  # a token's own rate needs --auth
-        app[auth.LIMITS] = Limits(s.rate_limit_rps, s.rate_limit_burst)
+    if s.auth or s.rate_limit_rps > 0:  # a token's (or its role's) own rate needs --auth
+        limits = Limits(s.rate_limit_rps, s.rate_limit_burst)
+    served = {r.handler: _served(r, s, authn, limits) for r in ROUTES}
+    in_flight = InFlight()
+    # read_body holds each route to its own limit; this only bounds aiohttp's request.read()
+    app = web.Application(middlewares=[_middleware(service, served, in_flight)],
+                          client_max_size=max(row.size(s) for row in p.BODY_LIMITS.values()))
+    app[SERVICE] = service
+    app[IN_FLIGHT] = in_flight
+    app[SERVED] = served
+    if authn is not None:
+        app[auth.AUTH] = authn
+    if limits is not None:
+        app[auth.LIMITS] = limits
     app.cleanup_ctx.append(auth.auth_ctx)
     app.on_response_prepare.append(_close_when_draining)
     for r in ROUTES:
+        if r.handler in ui.HANDLERS and not s.ui:
+            continue  # --ui false: no dashboard
         app.router.add_route(r.method, r.path, r.handler, expect_handler=_expect)
     return app

@@ -15,6 +15,12 @@ Answers (docs/protocol.md, "Auth"):
 
 Every denial is audited (tqd.auth.audit), and so is every managing call and its outcome.
 
+What a route's requests need here is worked out once, at start (``gate``): a route with no
+token to check, no rate limit to count and no managing call to audit gets no gate, and
+its requests skip ``authorize`` altogether (a server without ``--auth`` and without
+``--rate-limit-rps`` pays nothing for this module but on the few routes that audit).
+``guard(request)`` then gives the handlers that ask an open Guard (no caller).
+
 Rate limits (tqd.auth.limits) are checked here too, once the caller is known (its token,
 or without auth its address) and before its rights: ``429 rate_limited`` with
 ``Retry-After``. The lease handler parks through ``Guard.parking`` (the per-caller cap on
@@ -28,6 +34,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -165,19 +172,42 @@ class Guard:
 
 
 def guard(request: web.Request) -> Guard:
-    g: Guard = request[GUARD]
+    """The request's Guard: authorize's, or for a route without a gate an open one."""
+    g: Guard | None = request.get(GUARD)
+    if g is None:
+        g = request[GUARD] = Guard(request, None, "")
     return g
 
 
-async def authorize(request: web.Request, need: Need, action: str, service: QueueService,
-                    limited: bool = False) -> Guard:
-    """The request's Guard once its caller may call a route needing `need`, else 401/403
-    (or 404 for a job it may not see), or 429 if `limited` and past its rate limit.
-    `action` names a managing call for the audit log."""
+class Gate(NamedTuple):
+    """What ``authorize`` does for one route of one server (see ``gate``)."""
+
+    need: Need
+    action: str  # a managing call's name for the audit log; "" for the others
+    limited: bool  # its requests count against the caller's rate limit
+
+
+def gate(auth: Authenticator | None, limits: Limits | None, need: Need, action: str,
+         limited: bool) -> Gate | None:
+    """A route's Gate on a server with this `auth` and these `limits`, or None if its
+    requests need none: no token to check, no limit to count, nothing to audit. Decided
+    at start: SIGHUP re-reads tokens, never whether auth or limits are on."""
+    action = action if need.right is Right.MANAGE else ""  # audited, with or without auth
+    limited = limited and limits is not None
+    checked = auth is not None and need.right is not Right.OPEN and (
+        auth.guards_cluster if need.right is Right.CLUSTER else auth.enabled)
+    return Gate(need, action, limited) if checked or limited or action else None
+
+
+async def authorize(request: web.Request, gate: Gate, service: QueueService) -> Guard:
+    """The request's Guard once its caller may call a route needing `gate.need`, else
+    401/403 (or 404 for a job it may not see), or 429 if `gate.limited` and past its rate
+    limit."""
     if GUARD in request:  # done already (Expect: 100-continue)
         return guard(request)
     auth = request.app.get(AUTH)
-    g = Guard(request, None, action if need.right is Right.MANAGE else "")
+    need, limited = gate.need, gate.limited
+    g = Guard(request, None, gate.action)
     cluster = need.right is Right.CLUSTER
     if auth is not None and need.right is not Right.OPEN and (
             auth.guards_cluster if cluster else auth.enabled):

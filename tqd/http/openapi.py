@@ -185,17 +185,32 @@ HEADERS: dict[str, dict[str, Any]] = {
                    "schema": {"type": "string", "pattern": "^[0-9]+$"}},
     "X-Tqd-Seq": {"description": "the leader's last log entry", "required": True,
                   "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "ETag": {"description": "the file's version: send it in If-None-Match to get 304 while "
+                     "it is current", "required": True, "schema": {"type": "string"}},
+    "Content-Security-Policy": {"description": "default-src 'self', no inline script or style",
+                                "required": True, "schema": {"type": "string"}},
     "Retry-After": {"description": "rate_limited: whole seconds to wait before calling again",
                     "schema": {"type": "string", "pattern": "^[0-9]+$"}},
 }
 
 _LIMIT = functools.partial(Query, "limit", int, minimum=1, maximum=p.MAX_PAGE)
+_UI_HEADERS = ("ETag", "Content-Security-Policy")
+_UI_SAME = Body(None, description="not modified: the ETag of If-None-Match is current",
+                headers=("ETag",))
+_UI_PAGE: Mapping[int, Body | None] = {
+    200: Body({"type": "string"}, "text/html", "the page", _UI_HEADERS), 304: _UI_SAME}
 _REPL_ID = (Query("node", str, True, description="the follower's id (at most 200 bytes)"),
             Query("url", str, description="the follower's advertised URL"),
             Query("lease_term", int, minimum=0, default=0,
                   description="the highest lease term the follower has seen"))
 _POSITION = ("X-Tqd-Term", "X-Tqd-Seq")
 _JOB_GONE = {404: ("not_found",), 409: ("lease_lost",)}  # the calls that hold a lease token
+
+# one Server-Sent Event, as schemathesis reads a text/event-stream (OpenAPI 3.2's itemSchema)
+_SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string", "enum": ["job", "queue", "reset"]},
+    "data": {"type": "string", "contentMediaType": "application/json"},
+    "id": {"type": "string", "pattern": "^[0-9]+$"}}}
 
 OPS: dict[tuple[str, str], Op] = {
     ("POST", "/v1/queues/{queue}/jobs"): Op(
@@ -207,7 +222,8 @@ OPS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/queues/{queue}/jobs"): Op(
         "a queue's jobs, oldest first, a page at a time",
         {200: Body(p.JobPage)},
-        query=(Query("state", str, enum=p.STATES), _LIMIT(default=100),
+        query=(Query("state", str, enum=p.STATES), Query("type", str),
+               Query("priority", int, minimum=0, maximum=9), _LIMIT(default=100),
                Query("after", str, description="the `next` of the previous page"))),
     ("DELETE", "/v1/queues/{queue}/jobs"): Op(
         "purge a queue's jobs in one finished state", {200: Body(DeletedAnswer)},
@@ -258,6 +274,29 @@ OPS: dict[tuple[str, str], Op] = {
     ("POST", "/v1/jobs/{id}/retry"): Op(
         "a dead or cancelled job back to queued", {200: Body(StateAnswer)},
         {404: ("not_found",), 409: ("invalid_state",)}),
+    ("GET", "/v1/events"): Op(
+        "Server-Sent Events of job and queue changes, resumable with Last-Event-ID",
+        {200: Body(_SSE_EVENT, "text/event-stream",
+                   "a stream of events, each as described: `event: job` (data: JobEvent), "
+                   "`event: queue` (QueueStats or QueueGone), `event: reset` (EventsReset); "
+                   "`id:` a log position")},
+        {400: ("invalid_queue",), 403: ("forbidden",)},
+        query=(Query("queues", str, description="comma-separated queue names (default: all)"),
+               Query("types", str, description="comma-separated: job, queue (default: both)"),
+               Query("job", str, description="only this job's events"),
+               Query("after", str, pattern="^[0-9]{1,19}$",
+                     description="resume after this event id (as Last-Event-ID)"),
+               Query("timeout", float, minimum=0, maximum=86400,
+                     description="end the stream after this many seconds (default: never)")),
+        tag="queues"),
+    ("GET", "/v1/history"): Op(
+        "each queue's counters sampled over the last hour", {200: Body(p.History)},
+        {400: ("invalid_queue",)},
+        query=(Query("queues", str, description="comma-separated queue names (default: "
+                     "the first 100 by name)"),
+               Query("since", float, description="only samples taken after this time "
+                     "(seconds since the epoch)")),
+        tag="queues"),
     ("GET", "/v1/cluster"): Op("this node's view of the cluster", {200: Body(ClusterStatus)},
                                tag="cluster"),
     ("GET", "/v1/_repl/log"): Op(
@@ -282,6 +321,13 @@ OPS: dict[tuple[str, str], Op] = {
         {200: Body(ReadyAnswer), 503: Body(ReadyAnswer, description="not ready: `reason` says why")},
         tag="health"),
     ("GET", OPENAPI_PATH): Op("this document", {200: Body(dict[str, Any])}, tag="health"),
+    ("GET", "/ui"): Op("the web dashboard's page (open: the page holds no data)", _UI_PAGE, tag="ui"),
+    ("GET", "/ui/"): Op("the web dashboard's page, as /ui", _UI_PAGE, tag="ui"),
+    ("GET", "/ui/{file}"): Op(
+        "a file of the web dashboard (its scripts and stylesheet)",
+        {200: Body({"type": "string"}, "text/*", "text/javascript, text/css or text/html",
+                   _UI_HEADERS), 304: _UI_SAME},
+        {404: ("not_found",)}, tag="ui"),
 }
 
 # every route can give these (the body, the HTTP framing, a bug, the connection limit)
@@ -488,7 +534,7 @@ def _operation(route: _Route, op: Op, schema_of: dict[Any, dict[str, Any]],
                shared: dict[str, Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": _NAME_RE}}
-        for name in ("queue", "id") if f"{{{name}}}" in route.path
+        for name in ("queue", "id", "file") if f"{{{name}}}" in route.path
     ]
     params += [_param(q) for q in op.query]
     out: dict[str, Any] = {"operationId": route.name, "summary": op.summary, "tags": [op.tag]}

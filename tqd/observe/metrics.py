@@ -10,19 +10,24 @@ Two kinds of metric:
   ready to leased, leased to completed — cumulative since the writer started); the
   background loops; the node's role, term, log position, lease age and each follower's
   lag.
-- Counted as requests go (module-level histogram): HTTP request duration by route
-  template, method and status.
+- Counted as requests go (``HTTP_TIMES``, module-level): HTTP request duration by route
+  template, method and status. Every request pays for this, so it is kept as plain
+  numbers rather than in a prometheus-client Histogram (whose ``labels()`` checks and
+  hashes the labels and whose ``observe`` takes two locks): the HTTP layer finds a
+  route's series once at start, and a request is one dict lookup by status, one bisect
+  and two additions. Only the event loop's thread observes and renders, so no lock.
 
 ``render`` needs the writer's numbers, asked for over the socket first (``collect``).
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -36,15 +41,56 @@ from ..engine.stats import Histogram as Counts
 from ..protocol import STATES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-REQUESTS = CollectorRegistry(auto_describe=True)
-HTTP_SECONDS = Histogram(
-    "tqd_http_request_duration_seconds", "HTTP requests by route template, method and status",
-    ["route", "method", "status"], registry=REQUESTS,
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+HTTP_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+          30.0, 60.0)
+NO_ROUTE = "(no route)"
+# the method label of requests that match no route: aiohttp's Python parser (used without
+# its C extensions) takes any token as a method, and a series per made-up method would let a
+# client grow the server's memory without bound
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
-def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    HTTP_SECONDS.labels(route, method, str(status)).observe(seconds)
+class RouteTimes:
+    """The request durations of one route and method, a histogram per answer status."""
+
+    __slots__ = ("by_status",)
+
+    def __init__(self) -> None:
+        self.by_status: dict[int, Counts] = {}
+
+    def observe(self, status: int, seconds: float) -> None:
+        h = self.by_status.get(status)
+        if h is None:
+            h = self.by_status[status] = Counts.new(HTTP_S)
+        h.counts[bisect.bisect_left(HTTP_S, seconds)] += 1  # (Counts.observe, inlined)
+        h.sum += seconds
+
+
+class RequestTimes:
+    """``tqd_http_request_duration_seconds{route, method, status}``: a RouteTimes per route
+    template and method, asked for once (``series``) and kept by the caller."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str], RouteTimes] = {}
+
+    def series(self, route: str, method: str) -> RouteTimes:
+        if route == NO_ROUTE and method not in _METHODS:
+            method = "other"
+        got = self._series.get((route, method))
+        if got is None:
+            got = self._series[route, method] = RouteTimes()
+        return got
+
+    def family(self) -> HistogramMetricFamily:
+        rows = [([route, method, str(status)], h)
+                for (route, method), rt in self._series.items()
+                for status, h in sorted(rt.by_status.items())]
+        return _hist("tqd_http_request_duration_seconds",
+                     "HTTP requests by route template, method and status",
+                     ["route", "method", "status"], rows, HTTP_S)
+
+
+HTTP_TIMES = RequestTimes()
 
 
 def _hist(name: str, doc: str, labels: list[str], rows: list[tuple[list[str], Counts]],
@@ -72,6 +118,7 @@ class _Snapshot(Collector):
             yield from self._writer(self.stats)
         yield from self._loops()
         yield from self._cluster()
+        yield HTTP_TIMES.family()
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("tqd_queue_jobs", "Jobs in a queue by state",
@@ -164,11 +211,11 @@ class _Snapshot(Collector):
 
 
 def render(service: Any, node: Any, stats: Stats | None) -> bytes:
-    """The exposition text: the scrape-time collector, then the request histograms."""
+    """The exposition text: the scrape-time collector, the request histograms last."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_Snapshot(service, node, stats))
     t0 = time.perf_counter()
-    body = generate_latest(reg) + generate_latest(REQUESTS)
+    body = generate_latest(reg)
     scrape = (f"# HELP tqd_scrape_seconds Time to render this page\n# TYPE tqd_scrape_seconds "
               f"gauge\ntqd_scrape_seconds {time.perf_counter() - t0:.6f}\n")
     return body + scrape.encode()
