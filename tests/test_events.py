@@ -96,7 +96,7 @@ def test_a_stream_resumes_after_its_last_event_id_and_resets_when_that_is_gone(
 
 @pytest.mark.parametrize("query, headers", [
     ("types=jobs", {}), ("queues=bad%20name", {}), ("after=-1", {}), ("", {"Last-Event-ID": "x1"}),
-    ("job=" + "x" * 401, {}),
+    ("job=" + "x" * 401, {}), ("after=%C2%B2", {}), ("", {"Last-Event-ID": "\u00b2"}),
 ])
 def test_bad_stream_requests_are_400(server: ServerProcess, query: str,
                                      headers: dict[str, str]) -> None:
@@ -193,3 +193,43 @@ def test_history_since_gives_only_newer_samples(tmp_path: Path) -> None:
         newer = api.request("GET", f"/v1/history?queues=a&since={cut}").json()["series"]["a"]
         assert newer and all(x["t"] > cut for x in newer) and newer[0] == first[-1]
         assert_error(api.request("GET", "/v1/history?since=nan"), 400, "invalid_request")
+
+
+def test_a_reused_id_never_shows_the_old_jobs_changes_under_the_new_jobs_queue(
+        tmp_path: Path) -> None:
+    """A custom id may be used again once its job is deleted: a token that may read only
+    the new job's queue must not see the old job's history (its worker, say) as if it were
+    the new job's, from any point of a replay."""
+    toks = make_tokens(tmp_path / "tokens.toml", {"v": ("viewer", ["pub*"]),
+                                                  "a": ("admin", ["*"])})
+    with running(tmp_path / "d", "--auth", str(tmp_path / "tokens.toml")) as (s, _):
+        admin = TokenApi(s.url, toks["a"])
+        seq = lambda: admin.request("GET", "/v1/cluster").json()["applied_seq"]  # noqa: E731
+        admin.enqueue_ok("secret", {"payload": 1, "id": "invoice-7"})
+        after_create = seq()
+        (job,) = admin.request("POST", "/v1/lease", {"queues": ["secret"],
+                                                     "worker": "secret-host"}).lines()
+        assert admin.ack("invoice-7", job["lease"]).status == 200
+        assert admin.request("DELETE", "/v1/queues/secret/jobs?state=completed").json() == {
+            "deleted": 1}
+        admin.enqueue_ok("pub1", {"payload": 2, "id": "invoice-7"})
+        auth = {"Authorization": f"Bearer {toks['v']}"}
+        for start in (0, after_create):
+            with Events(s.url, f"types=job&after={start}", auth) as ev:
+                got = ev.until(lambda e: e["data"]["state"] == "queued" and
+                               e["data"]["queue"] == "pub1")
+                assert [e["data"] for e in got] == [
+                    {"id": "invoice-7", "queue": "pub1", "state": "queued", "attempt": 0,
+                     "worker": None}], start
+
+
+def test_an_encrypted_store_names_the_queue_of_a_new_job(tmp_path: Path) -> None:
+    """The queue of a job created in an entry is read from its spec's put, sealed there."""
+    from test_encryption import keys
+
+    kf = tmp_path / "keys.toml"
+    assert keys("create", kf).returncode == 0
+    with running(tmp_path / "d", "--encryption-key-file", str(kf)) as (s, api):
+        with Events(s.url, "types=job&queues=q") as ev:
+            jid = api.enqueue_ok("q", {"payload": 1})
+            assert ev.until(_job("queued", jid))[-1]["data"]["queue"] == "q"

@@ -13,7 +13,8 @@ seq. That choice gives the stream its properties for free:
 - **The same on every node**: a follower applies the same log, so its streams say the
   same things with the same ids.
 - **Free for the writer**: no subscriber costs the writer anything; decoding happens in
-  the server process, off the event loop, and only while someone listens.
+  the server process, off the event loop (on threads of its own), and only while someone
+  listens.
 
 The ``id`` comes once per batch, on its last event: a stream cut in the middle of a batch
 is resumed from the batch's start (an event may come twice, never not at all). Queue
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..protocol import STATES, EventsReset, JobEvent, QueueGone, json_encoder
@@ -38,6 +40,19 @@ BATCH_ENTRIES = 256
 BATCH_BYTES = 4 * 1024 * 1024
 PING_S = 15.0  # a comment line this often when nothing happens (proxies, dead peers)
 KINDS = ("job", "queue")
+POOL_THREADS = 2
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The streams' own threads: however many streams read, the default executor (which
+    serves the lease store and the followers' fetches) stays free."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="tqd-events")
+    return _POOL
 
 
 class Filter(NamedTuple):
@@ -86,7 +101,7 @@ class EventStream:
             await svc.wait_log(self.cursor, timeout)
             if svc.position.seq <= self.cursor:
                 return b""
-        return await asyncio.get_running_loop().run_in_executor(None, self._read)
+        return await asyncio.get_running_loop().run_in_executor(_pool(), self._read)
 
     def _reset(self) -> bytes:
         self.cursor = self.service.position.seq
@@ -100,7 +115,7 @@ class EventStream:
             if not raws or raws[0][0] != self.cursor + 1:  # the entries are gone
                 return self._reset()
             changes = read_changes(t, raws, self.memo, jobs="job" in flt.kinds,
-                                   queues="queue" in flt.kinds)
+                                   queues="queue" in flt.kinds, only_job=flt.job)
             out: list[bytes] = []
             if "job" in flt.kinds:
                 for c in changes:

@@ -12,20 +12,28 @@ An entry's effects are raw puts and deletes. This module turns them back into me
 - a delete from ``state``: the job is gone (retention, purge, queue deleted);
 - a put to ``qstat``: the queue's counters now; a delete: the queue is gone.
 
-A job's queue is in its spec, read in the same read transaction (a job whose spec is
-already gone by then, or one deleted, is named with the queue remembered from an earlier
-entry, if any: ``QueueMemo``).
+A job's queue is named by the log itself where it can be: an entry that creates a job puts
+its spec, whose queue is read from that put (opened if sealed), and remembered for the
+job's later changes (``QueueMemo``; a deletion forgets it). A job created before the
+reader started is looked up in the current spec, but only trusted when the change is
+provably of that incarnation: a custom id may be reused after its job is deleted, and the
+old job's changes must not be shown as the new job's queue's (to a token that may read
+only that queue, say). Op times never go back, so a change whose ``started_at`` or
+``finished_at`` is later than the spec's ``created_at`` happened to the job that spec
+describes; anything else is named with no queue (``None``), which a queue-filtered or
+restricted reader does not get.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from typing import NamedTuple
 
 import msgspec
 
-from ..queue.records import JobState, QStat
-from .log import QSTAT, STATE, TERM_START, entry_decoder
+from ..queue.records import JobSpec, JobState, QStat
+from .log import QSTAT, SPEC, STATE, TERM_START, entry_decoder
 from .store import ReadTx
 
 DELETED = -1  # JobChange.state of a job that is gone
@@ -57,7 +65,7 @@ class QueueMemo:
     """The queue of recently seen jobs (bounded): names the queue of a job whose spec is
     already gone when its deletion is read."""
 
-    def __init__(self, size: int = 50_000) -> None:
+    def __init__(self, size: int = 10_000) -> None:
         self._size = size
         self._q: OrderedDict[str, str] = OrderedDict()
 
@@ -74,27 +82,37 @@ class QueueMemo:
 
 
 def read_changes(t: ReadTx, raws: list[tuple[int, bytes]], memo: QueueMemo,
-                 jobs: bool = True, queues: bool = True) -> list[EntryChanges]:
+                 jobs: bool = True, queues: bool = True,
+                 only_job: str | None = None) -> list[EntryChanges]:
     """The changes of these log entries ((seq, raw) as ReadTx.log_entries gives them), in
-    order; ``jobs``/``queues`` False skips that kind (and its cost)."""
+    order; ``jobs``/``queues`` False skips that kind (and its cost), ``only_job`` every
+    other job's changes."""
+    only = None if only_job is None else only_job.encode()
     out = []
     for seq, raw in raws:
         e = entry_decoder.decode(raw)
         if e.kind == TERM_START:
             out.append(EntryChanges(seq, [], []))
             continue
-        states: dict[str, bytes | None] = {}
+        states: dict[bytes, bytes | None] = {}
+        specs: dict[bytes, bytes] = {}
         stats: dict[str, bytes | None] = {}
         fx = e.fx
         for i in range(0, len(fx), 3):
-            code, key = fx[i], fx[i + 1]
-            if code == STATE and jobs and isinstance(key, bytes):
-                value = fx[i + 2]
-                states[key.decode()] = value if isinstance(value, bytes) else None
-            elif code == QSTAT and queues and isinstance(key, bytes):
-                value = fx[i + 2]
+            code, key, value = fx[i], fx[i + 1], fx[i + 2]
+            if not isinstance(key, bytes):
+                continue
+            if code == STATE:
+                if jobs and (only is None or key == only):
+                    states[key] = value if isinstance(value, bytes) else None
+            elif code == SPEC:
+                if jobs and (only is None or key == only) and isinstance(value, bytes):
+                    specs[key] = value
+            elif code == QSTAT and queues:
                 stats[key.decode()] = value if isinstance(value, bytes) else None
-        out.append(EntryChanges(seq, [_job(t, jid, v, memo) for jid, v in states.items()],
+        for key, value in specs.items():  # the jobs this entry creates: their queue, for sure
+            memo.put(key.decode(), sys.intern(t.decode_spec(key, value).queue))
+        out.append(EntryChanges(seq, [_job(t, k.decode(), v, memo) for k, v in states.items()],
                                 [QueueChange(q, None if v is None else _qstat_dec.decode(v))
                                  for q, v in stats.items()]))
     return out
@@ -107,7 +125,14 @@ def _job(t: ReadTx, jid: str, value: bytes | None, memo: QueueMemo) -> JobChange
     queue = memo.get(jid)
     if queue is None:
         spec = t.get_spec(jid)
-        if spec is not None:
-            queue = spec.queue
+        if spec is not None and _of(st, spec):
+            queue = sys.intern(spec.queue)
             memo.put(jid, queue)
     return JobChange(jid, queue, st.state, st.attempt, st.worker)
+
+
+def _of(st: JobState, spec: JobSpec) -> bool:
+    """This state is provably of the job ``spec`` describes (not of an earlier job with the
+    same id): something happened to it after that job was created."""
+    at = max(st.started_at or 0.0, st.finished_at or 0.0)
+    return at > spec.created_at

@@ -45,6 +45,10 @@ class ReadTx:
         self.close()
 
     # jobs
+    def decode_spec(self, key: bytes, raw: bytes) -> JobSpec:
+        """A spec value as stored (a log entry's put, say)."""
+        return spec_decoder.decode(raw)
+
     def get_spec(self, jid: str) -> JobSpec | None:
         k = jid.encode()
         if not 0 < len(k) <= MAX_ID_BYTES:  # no such job (and no key LMDB would refuse)

@@ -49,6 +49,9 @@ class SealedReadTx(ReadTx):
     get_spec = _sealed_get_spec
     get_extra = _sealed_get_extra
 
+    def decode_spec(self, key: bytes, raw: bytes) -> JobSpec:
+        return spec_decoder.decode(self.keys.open(SPEC, key, raw))
+
 
 class SealedTx(Tx):
     """Tx of an encrypted store: spec and extra values are sealed before they are put (and

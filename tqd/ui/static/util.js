@@ -138,7 +138,10 @@ export function throttle(fn, ms) {
 export function parseHash(hash) {
   const raw = hash.replace(/^#/, "") || "/";
   const [path, qs] = raw.split("?", 2);
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  // a malformed escape (a hand-edited link) is taken as it is, not thrown: the page then
+  // says "not found" instead of hanging at "connecting"
+  const decode = (part) => { try { return decodeURIComponent(part); } catch { return part; } };
+  const parts = path.split("/").filter(Boolean).map(decode);
   return { parts, query: new URLSearchParams(qs || "") };
 }
 
