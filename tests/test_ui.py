@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from _browser import FAST_HISTORY, HAS_EVENTS, PHONE, launch, new_page, open_ui, watch
-from _http import Api
+from _http import Api, running
 from conftest import ServerProcess
 from playwright.sync_api import Browser, Page, expect
 
@@ -33,10 +33,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    s = ServerProcess(tmp_path_factory.mktemp("ui") / "data", *FAST_HISTORY).start()
-    yield s
-    rc = s.stop()
-    assert rc == 0 and b"Traceback" not in s.log, s.log.decode(errors="replace")
+    with running(tmp_path_factory.mktemp("ui") / "data", *FAST_HISTORY) as (s, _):
+        yield s
 
 
 @pytest.fixture

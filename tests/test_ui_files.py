@@ -12,17 +12,15 @@ from pathlib import Path
 
 import pytest
 from _browser import STATIC, launch, new_page, open_ui
-from _http import Api
+from _http import Api, running
 from conftest import ServerProcess
 from playwright.sync_api import Page
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    s = ServerProcess(tmp_path_factory.mktemp("ui-files") / "data").start()
-    yield s
-    rc = s.stop()
-    assert rc == 0 and b"Traceback" not in s.log, s.log.decode(errors="replace")
+    with running(tmp_path_factory.mktemp("ui-files") / "data") as (s, _):
+        yield s
 
 
 @pytest.fixture

@@ -77,9 +77,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     if queues is not None:
         g.check_queues(sorted(queues))
     restricted = g.who is not None and not g.who.all_queues
-    stream = EventStream(svc(request), make_filter(kinds, queues, job,
-                                                    g.sees if restricted else None), after)
     service = svc(request)
+    stream = EventStream(service, make_filter(kinds, queues, job, g.sees if restricted else None),
+                         after)
     with g.parking(PING_S):  # counts against the caller's parked long-polls
         resp = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-store",

@@ -13,6 +13,10 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,25 +43,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.set_defaults(func=_list)
 
 
-def _create(args: argparse.Namespace) -> int:
-    from . import crypt  # (cryptography is loaded by this command only)
+def _on_file(what: Callable[[str], T], path: str) -> T | None:
+    """what(path), or None after saying why not (an invalid or unreadable file)."""
+    from . import crypt  # (cryptography is loaded by these commands only)
 
     try:
-        kid = crypt.create(args.file)
+        return what(path)
     except (crypt.KeyFileInvalid, OSError) as e:
         print(f"tqd keys: {e}", file=sys.stderr)
+        return None
+
+
+def _create(args: argparse.Namespace) -> int:
+    from . import crypt
+
+    kid = _on_file(crypt.create, args.file)
+    if kid is None:
         return 1
     print(f"created {args.file} with key {kid}", file=sys.stderr)
     return 0
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from . import crypt  # (cryptography is loaded by this command only)
+    from . import crypt
 
-    try:
-        kid = crypt.rotate(args.file)
-    except (crypt.KeyFileInvalid, OSError) as e:
-        print(f"tqd keys: {e}", file=sys.stderr)
+    kid = _on_file(crypt.rotate, args.file)
+    if kid is None:
         return 1
     print(f"added key {kid} to {args.file}: new values use it once tqd serve restarts",
           file=sys.stderr)
@@ -65,12 +76,10 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from . import crypt  # (cryptography is loaded by this command only)
+    from . import crypt
 
-    try:
-        rows = crypt.listing(args.file)
-    except (crypt.KeyFileInvalid, OSError) as e:
-        print(f"tqd keys: {e}", file=sys.stderr)
+    rows = _on_file(crypt.listing, args.file)
+    if rows is None:
         return 1
     for kid, created, write in rows:
         if args.json:
