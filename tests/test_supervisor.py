@@ -49,6 +49,56 @@ async def test_a_failing_loop_is_restarted_with_backoff_and_stops_cleanly() -> N
     assert not st.running
 
 
+async def test_stop_ends_a_loop_that_lost_its_cancel(caplog: pytest.LogCaptureFixture) -> None:
+    """A cancel can be lost (asyncio.wait_for on 3.11, when its awaitable finishes in the same
+    tick): the loop goes on, and a stop that only cancelled once would wait for ever. It
+    cancels again; a loop that never stops is named, with where it is, and left behind."""
+    sup = Supervisor()
+    lost: list[str] = []
+
+    async def deaf_once(state: LoopState) -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if not lost:  # as if the cancel had been swallowed
+                    lost.append("once")
+                    continue
+                raise
+
+    async def deaf(state: LoopState) -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                lost.append("again")
+                if deaf_until_set.is_set():  # the test's end: let the event loop close
+                    raise
+
+    sup.start("deaf-once", deaf_once)
+    await asyncio.sleep(0.05)
+    async with asyncio.timeout(10):
+        await sup.stop(recancel_s=0.1)
+    assert lost == ["once"] and not sup.states["deaf-once"].running
+
+    sup = Supervisor()
+    deaf_until_set = asyncio.Event()
+    task = sup._tasks["deaf"] if sup.start("deaf", deaf) else None
+    await asyncio.sleep(0.05)
+    try:
+        async with asyncio.timeout(20):
+            await sup.stop(recancel_s=0.1, warn_s=0.3, give_up_s=0.6)
+    finally:
+        deaf_until_set.set()
+        assert task is not None
+        task.cancel()
+    assert lost.count("again") >= 3
+    text = caplog.text
+    assert "loop deaf has not stopped within 0.3 s; cancelling it again; it is at:" in text, text
+    assert "test_supervisor.py" in text and "in deaf" in text, text
+    assert "loops deaf did not stop within 0.6 s; shutting down without them" in text, text
+
+
 def test_the_timer_loop_survives_a_bug(tmp_path: Path) -> None:
     """Delayed jobs still become ready after one pass of the timer loop raised."""
     settings = Settings(data_dir=tmp_path)

@@ -248,7 +248,8 @@ class QueueService(LogFace, ReadFace):
             wait = 1.0 if due is None else min(1.0, max(0.0, (due - ms(self.clock.now())) / 1000))
             self._timer_wake.clear()
             try:
-                await asyncio.wait_for(self._timer_wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._timer_wake.wait()
             except TimeoutError:
                 pass
 
@@ -290,7 +291,8 @@ class QueueService(LogFace, ReadFace):
             return await self._leased(self.writer.submit(op))  # type: ignore[no-any-return]
         parked = self.writer.park(queues, max_jobs, worker, timeout)
         try:
-            jobs: list[msgspec.Raw] = await asyncio.wait_for(asyncio.shield(parked.fut), wait)
+            async with asyncio.timeout(wait):
+                jobs: list[msgspec.Raw] = await asyncio.shield(parked.fut)
         except TimeoutError:  # the writer answers the unpark: [] or the jobs it just leased
             self.writer.unpark(parked)
             return await self._leased(parked.fut)  # type: ignore[no-any-return]
@@ -406,6 +408,7 @@ class QueueService(LogFace, ReadFace):
     async def writer_stats(self) -> Stats | None:
         """What the writer process measured (None if it does not answer within 2 s)."""
         try:
-            return await asyncio.wait_for(asyncio.shield(self.writer.stats()), 2.0)
+            async with asyncio.timeout(2.0):
+                return await asyncio.shield(self.writer.stats())
         except (TimeoutError, TqdError):
             return None

@@ -41,7 +41,8 @@ class LogFace:
             if self._log_wake is None:
                 self._log_wake = asyncio.Event()
             try:
-                await asyncio.wait_for(self._log_wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._log_wake.wait()
             except TimeoutError:
                 pass
         return self.position

@@ -61,7 +61,8 @@ class ReadFace:
                 await self.writer.watch([jid])  # watched from now on: the read below misses nothing
             rec = self.get_job(jid)
             if rec.state not in FINISHED:
-                await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - time.monotonic()))
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await asyncio.shield(fut)
         except TimeoutError:
             pass
         finally:

@@ -9,7 +9,12 @@ runs it again after a backoff (doubling from `backoff_min_s` up to
 a bug in one pass of a loop must not stop lease expiry, delayed jobs and
 retention for the life of the process, as an unguarded task would, silently.
 If it returns, it is done. `stop()` cancels them all and waits, and never
-raises: a loop's failure is in its state, not in the shutdown path.
+raises: a loop's failure is in its state, not in the shutdown path. Nor does it hang:
+a cancellation can be lost (Python 3.11's `asyncio.wait_for` returns the result when its
+awaitable finishes in the same tick as the cancel, and the loop then goes on: tqd uses
+`asyncio.timeout` instead, see tests/test_lint.py), so `stop()` cancels again every
+`RECANCEL_S` while a loop still runs, logs each loop still running after
+`STOP_WARN_S` with where it is, and gives up on it after `STOP_GIVE_UP_S`.
 
 States are plain objects, read by `/readyz`, and later `/metrics` and
 `/v1/cluster`.
@@ -21,8 +26,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger("tqd.supervisor")
+RECANCEL_S = 1.0  # stop(): cancel a loop again this often while it still runs
+STOP_WARN_S = 3.0  # ... log the loops still running after this long
+STOP_GIVE_UP_S = 10.0  # ... and stop waiting for them after this long
 
 Loop = Callable[["LoopState"], Awaitable[None]]
 
@@ -87,10 +96,43 @@ class Supervisor:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.backoff_max_s)
 
-    async def stop(self) -> None:
-        """Cancel every loop and wait for them to end."""
-        tasks = list(self._tasks.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def stop(self, *, recancel_s: float = RECANCEL_S, warn_s: float = STOP_WARN_S,
+                   give_up_s: float = STOP_GIVE_UP_S) -> None:
+        """Cancel every loop and wait for them to end: cancel again while one runs (a
+        cancellation can be lost) every ``recancel_s``, say which still run after
+        ``warn_s`` and where, give up on them after ``give_up_s``."""
+        tasks = dict(self._tasks)
         self._tasks.clear()
+        started = time.monotonic()
+        warned = False
+        while pending := [name for name, t in tasks.items() if not t.done()]:
+            waited = time.monotonic() - started
+            if waited >= give_up_s:
+                log.error("loops %s did not stop within %.1f s; shutting down without them",
+                          ", ".join(pending), give_up_s)
+                break
+            if waited >= warn_s and not warned:
+                warned = True
+                for name in pending:
+                    where = "".join(f"\n  {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}"
+                                    for f in _awaiting(tasks[name].get_coro()))
+                    log.warning("loop %s has not stopped within %.1f s; cancelling it again; "
+                                "it is at:%s", name, warn_s, where)
+            for name in pending:
+                tasks[name].cancel()
+            await asyncio.wait([tasks[n] for n in pending], timeout=recancel_s)
+        for t in tasks.values():
+            if t.done() and not t.cancelled():
+                t.exception()  # retrieved: a loop's failure is in its state, not in shutdown
+
+
+def _awaiting(coro: Any) -> list[Any]:
+    """The frames of a suspended coroutine down to what it awaits (Task.get_stack gives
+    only the outermost)."""
+    frames = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames

@@ -84,7 +84,8 @@ class Follower:
     async def _pause(self, seconds: float) -> None:
         """Wait before fetching again, but not past a change of leader."""
         try:
-            await asyncio.wait_for(self.node.leader_changed.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.node.leader_changed.wait()
         except TimeoutError:
             pass
 

@@ -150,7 +150,8 @@ class Node:
         """A lease store call, bounded well inside the TTL (the store has its own timeouts;
         this is the backstop)."""
         try:
-            return await asyncio.wait_for(aw, max(0.5, self.ttl * 0.3))
+            async with asyncio.timeout(max(0.5, self.ttl * 0.3)):
+                return await aw
         except TimeoutError:
             raise LeaseStoreError("the lease store did not answer in time") from None
 

@@ -135,7 +135,8 @@ class Replicas:
                     f"{self.n_sync} followers had it within {self.timeout_s:g} s; it may still "
                     "survive: check before retrying")
             try:
-                await asyncio.wait_for(self._wake.wait(), min(left, 0.5))
+                async with asyncio.timeout(min(left, 0.5)):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
         if seq > self.acked_hw:
