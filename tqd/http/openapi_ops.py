@@ -82,8 +82,8 @@ class ReadyAnswer(Struct, omit_defaults=True):
 
 
 class ClusterStatus(Struct, omit_defaults=True):
-    """A standalone server gives node, role, term, leader, url, applied_seq, writable and
-    followers only; a cluster node gives every field."""
+    """A standalone server gives node, role, term, leader, url, applied_seq, writable,
+    followers and loops only; a cluster node gives every field."""
 
     node: str | None
     role: Literal["standalone", "leader", "follower"]

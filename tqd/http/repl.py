@@ -167,7 +167,8 @@ def cluster_status(request: web.Request, service: QueueService) -> web.Response:
         body: dict[str, Any] = {"node": service.s.node_id or None, "role": "standalone",
                                 "term": pos.term, "leader": None, "url": None,
                                 "applied_seq": pos.seq, "writable": service.leading,
-                                "followers": []}
+                                "followers": [],
+                                "loops": [st.as_dict() for st in service.loops.states.values()]}
     else:
         body = node.status()
     return web.Response(body=p.encode(body), content_type="application/json")

@@ -1,7 +1,8 @@
-// The dashboard's start: the router (#/, #/queues/<name>, #/jobs/<id>), the header (the
+// The dashboard's start: the router (#/, #/queues/<name>, #/jobs/<id>, #/cluster), the header (the
 // node's role and health, the live indicator, sign out) and the error panel.
 
 import { ApiError, calls, onTokenChange, renewToken, setToken } from "./api.js";
+import { clusterPage } from "./cluster.js";
 import { jobPage } from "./job.js";
 import { setLiveState } from "./live.js";
 import { overview } from "./overview.js";
@@ -47,11 +48,14 @@ async function route(focus = true) {
   } else if (parts[0] === "jobs" && parts[1]) {
     load = () => jobPage(main, parts[1]);
     label = `job ${parts[1]}`;
+  } else if (parts[0] === "cluster") {
+    load = () => clusterPage(main);
+    label = "cluster";
   } else {
     load = () => overview(main);
     label = "overview";
   }
-  markNav(label === "overview" ? "overview" : "");
+  markNav(label === "overview" || label === "cluster" ? label : "");
   document.title = `${label} · tqd`;
   main.setAttribute("aria-busy", "true");
   try {
