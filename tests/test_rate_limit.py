@@ -14,6 +14,8 @@ import functools
 import http.client
 import json
 import math
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,6 +207,29 @@ def test_roles_carry_default_rates_that_create_and_revoke_keep(tmp_path: Path) -
                      ("[roles.worker]\nrps = 1\n", "rps")):
         with pytest.raises(tokens.TokenFileError, match=why):
             tokens.parse(bad)
+
+
+def test_token_list_shows_the_limit_each_token_gets_and_the_role_tables(tmp_path: Path) -> None:
+    f = tmp_path / "t.toml"
+    f.write_text(ROLES_TOML + "\n[roles.producer]\nburst = 9\n")
+    tokens.create(f, "w", "worker", ["*"])
+    tokens.create(f, "w-own", "worker", ["*"], rate=2.0)
+    tokens.create(f, "v", "viewer", ["*"])
+    tokens.create(f, "p", "producer", ["*"])
+    tokens.create(f, "a", "admin", ["*"])
+    run = [sys.executable, "-m", "tqd", "token", "list", "--auth", str(f)]
+    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout.splitlines()
+    rate = {line.split()[0]: line[out[0].index("RATE"):out[0].index("CREATED")].strip() for line in out[1:6]}
+    assert rate == {"w": "7/s burst 3 (role)", "w-own": "2/s burst 3 (role)", "v": "not limited (role)",
+                    "p": "server's burst 9 (role)", "a": "-"}, out
+    assert out[6:] == ["[roles.producer]: server's burst 9 for its tokens that set none",
+                       "[roles.viewer]: not limited for its tokens that set none",
+                       "[roles.worker]: 7/s burst 3 for its tokens that set none"], out
+    lines = subprocess.run([*run, "--json"], capture_output=True, text=True, check=True).stdout
+    got = {d["name"]: (d["rate"], d["burst"], d["role_rate"], d["role_burst"])
+           for d in map(json.loads, lines.splitlines())}
+    assert got == {"w": (None, None, 7.0, 3), "w-own": (2.0, None, 7.0, 3), "v": (None, None, 0.0, None),
+                   "p": (None, None, None, 9), "a": (None, None, None, None)}
 
 
 def test_a_tokens_own_rate_wins_over_its_roles_which_wins_over_the_flag() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import audit, tokens
+from .policy import principal
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,11 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="comma-separated queue globs, * and ? (default *: every queue)")
     c.add_argument("--rate", type=float, default=None, metavar="N",
                    help="this token's own rate limit, requests per second (0: not limited); "
-                        "default: the server's --rate-limit-rps")
+                        "default: its role's [roles.<role>] rate, else the server's --rate-limit-rps")
     c.add_argument("--burst", type=int, default=None, metavar="M",
-                   help="this token's own burst (default: the server's --rate-limit-burst)")
+                   help="this token's own burst (default: its role's, else the server's --rate-limit-burst)")
     c.set_defaults(func=_create)
-    c = cmd("list", "the tokens of FILE: name, role, queues, id, own rate limit, created "
+    c = cmd("list", "the tokens of FILE: name, role, queues, id, the rate limit it gets, created "
                     "(never the token)")
     c.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     c.set_defaults(func=_list)
@@ -85,28 +86,45 @@ def _create(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     try:
-        entries = tokens.load(Path(args.auth))
+        file = tokens.load_file(Path(args.auth))
     except ValueError as e:
         return _fail(str(e))
     if args.json:
-        for t in entries:
+        for t in file.entries:
+            role = file.roles.get(t.role)
             print(json.dumps({"name": t.name, "role": t.role, "queues": t.queues, "id": t.id,
-                              "created": t.created, "rate": t.rate, "burst": t.burst}))
+                              "created": t.created, "rate": t.rate, "burst": t.burst,
+                              "role_rate": role.rate if role else None,
+                              "role_burst": role.burst if role else None}))
         return 0
     rows = [("NAME", "ROLE", "QUEUES", "ID", "RATE", "CREATED")]
-    rows += [(t.name, t.role, ",".join(t.queues), t.id, _rate(t), t.created) for t in entries]
+    rows += [(t.name, t.role, ",".join(t.queues), t.id, _rate(t, file.roles), t.created)
+             for t in file.entries]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[5])
+    for role, lim in sorted(file.roles.items()):
+        print(f"[roles.{role}]: {_limit(lim.rate, lim.burst)} for its tokens that set none")
     return 0
 
 
-def _rate(t: tokens.Entry) -> str:
-    """The token's own rate limit, "rate/s" or "rate/s burst M"; "-": the server's."""
-    if t.rate is None and t.burst is None:
+def _rate(t: tokens.Entry, roles: dict[str, tokens.RoleLimit]) -> str:
+    """The rate limit a token gets: each of rate and burst its own, else its role's (then
+    marked "(role)"); "-": the server's flags."""
+    p = principal(t, roles)
+    if p.rate is None and p.burst is None:
         return "-"
-    rate = "server's" if t.rate is None else f"{t.rate:g}/s"
-    return rate if t.burst is None else f"{rate} burst {t.burst}"
+    borrowed = (t.rate is None and p.rate is not None) or (t.burst is None and p.burst is not None)
+    return _limit(p.rate, p.burst) + (" (role)" if borrowed else "")
+
+
+def _limit(rate: float | None, burst: int | None) -> str:
+    """"rate/s", "rate/s burst M", "server's burst M" (None: the server's), "not limited"
+    (rate 0)."""
+    if rate == 0:
+        return "not limited"
+    text = "server's" if rate is None else f"{rate:g}/s"
+    return text if burst is None else f"{text} burst {burst}"
 
 
 def _revoke(args: argparse.Namespace) -> int:
