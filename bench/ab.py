@@ -36,6 +36,8 @@ def main() -> int:
     ap.add_argument("--only", default="enqueue_single,enqueue_bulk,drain")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration-s", default="5")
+    ap.add_argument("--drain-jobs", default=None, help="passed on to run.py (its full size: 300000)")
+    ap.add_argument("--workers", default=None, help="passed on to run.py (drain's worker processes)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
@@ -47,7 +49,9 @@ def main() -> int:
             for _ in range(a.rounds):
                 for name, py in trees.items():
                     subprocess.run([sys.executable, str(HERE / "run.py"), "--quick", "--only", a.only,
-                                    "--duration-s", a.duration_s, "--json", str(tmp / f"{name}.jsonl")],
+                                    "--duration-s", a.duration_s, "--json", str(tmp / f"{name}.jsonl"),
+                                    *(["--drain-jobs", a.drain_jobs] if a.drain_jobs else []),
+                                    *(["--workers", a.workers] if a.workers else [])],
                                    env={**os.environ, "TQD_BENCH_PYTHON": str(py)}, check=True,
                                    stdout=subprocess.DEVNULL, cwd=tmp)
             runs = {n: [json.loads(x) for x in (tmp / f"{n}.jsonl").read_text().splitlines()]
