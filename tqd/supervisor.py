@@ -1,7 +1,7 @@
 """Named background loops with one owner: start, restart with backoff, stop, state.
 
-Every loop of the server (the timers today; lease renewal, replication and
-metrics next) runs under the `Supervisor`. A loop is an async function that
+Every loop of the server (timers, write deadlines, history; in a cluster the lease,
+replication and in-sync set) runs under the `Supervisor`. A loop is an async function that
 runs until it is cancelled, given its `LoopState` to count its work in. If it
 raises, the supervisor logs the error with its traceback, counts a restart and
 runs it again after a backoff (doubling from `backoff_min_s` up to
@@ -9,15 +9,17 @@ runs it again after a backoff (doubling from `backoff_min_s` up to
 a bug in one pass of a loop must not stop lease expiry, delayed jobs and
 retention for the life of the process, as an unguarded task would, silently.
 If it returns, it is done. `stop()` cancels them all and waits, and never
-raises: a loop's failure is in its state, not in the shutdown path. Nor does it hang:
-a cancellation can be lost (Python 3.11's `asyncio.wait_for` returns the result when its
-awaitable finishes in the same tick as the cancel, and the loop then goes on: tqd uses
-`asyncio.timeout` instead, see tests/test_lint.py), so `stop()` cancels again every
-`RECANCEL_S` while a loop still runs, logs each loop still running after
-`STOP_WARN_S` with where it is, and gives up on it after `STOP_GIVE_UP_S`.
+raises: a loop's failure is in its state, not in the shutdown path.
 
-States are plain objects, read by `/readyz`, and later `/metrics` and
-`/v1/cluster`.
+Nor does `stop()` hang. A cancellation can be lost: Python 3.11's `asyncio.wait_for`
+returns the result when its awaitable finishes in the same tick as the cancel, and the
+loop goes on (tqd uses `asyncio.timeout`; ruff's TID251 bans `wait_for` in tqd/, see
+pyproject.toml). So `stop()` cancels again every `RECANCEL_S` while a loop still runs,
+logs each loop still running after `STOP_WARN_S` with where it waits, and gives up on
+it after `STOP_GIVE_UP_S`.
+
+States are plain objects, read by `/readyz`, `/metrics`, `/v1/cluster` and the
+dashboard's cluster page.
 """
 
 from __future__ import annotations
