@@ -91,11 +91,11 @@ def _list(args: argparse.Namespace) -> int:
         return _fail(str(e))
     if args.json:
         for t in file.entries:
-            role = file.roles.get(t.role)
+            own = file.roles.get(t.role)
             print(json.dumps({"name": t.name, "role": t.role, "queues": t.queues, "id": t.id,
                               "created": t.created, "rate": t.rate, "burst": t.burst,
-                              "role_rate": role.rate if role else None,
-                              "role_burst": role.burst if role else None}))
+                              "role_rate": own.rate if own else None,
+                              "role_burst": own.burst if own else None}))
         return 0
     rows = [("NAME", "ROLE", "QUEUES", "ID", "RATE", "CREATED")]
     rows += [(t.name, t.role, ",".join(t.queues), t.id, _rate(t, file.roles), t.created)
@@ -103,8 +103,8 @@ def _list(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[5])
-    for role, lim in sorted(file.roles.items()):
-        print(f"[roles.{role}]: {_limit(lim.rate, lim.burst)} for its tokens that set none")
+    for name, lim in sorted(file.roles.items()):
+        print(f"[roles.{name}]: {_limit(lim.rate, lim.burst)} for its tokens that set none")
     return 0
 
 
