@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -398,3 +399,22 @@ def percentile(sorted_vals: Sequence[float], q: float) -> float:
         return float("nan")
     i = min(len(sorted_vals) - 1, max(0, int(round(q * (len(sorted_vals) - 1)))))
     return sorted_vals[i]
+
+
+def interleaved(rounds: int, variants: Sequence[Any], run: Callable[[Any], dict[str, Any]],
+                note: Callable[[dict[str, Any]], str]) -> list[dict[str, Any]]:
+    """The same-run comparison of the feature-cost benches: each round runs every variant
+    once, in an order turned by one each round (so a drift of the shared machine falls on
+    all alike). One row per run, with its "round"; note(row) is its progress line (stderr)."""
+    rows: list[dict[str, Any]] = []
+    for r in range(rounds):
+        k = r % len(variants)
+        for v in [*variants[k:], *variants[:k]]:
+            rows.append({"round": r + 1, **run(v)})
+            print(f"  (round {r + 1}, {note(rows[-1])})", file=sys.stderr)
+    return rows
+
+
+def median_of(rows: list[dict[str, Any]], metric: str, where: Callable[[dict[str, Any]], Any]) -> float:
+    """The median of metric over the rows where where(row) holds."""
+    return float(statistics.median(x[metric] for x in rows if where(x)))

@@ -13,14 +13,13 @@ CPU per job.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PY, TempDir, print_table, start_tqd  # noqa: E402
+from common import PY, TempDir, interleaved, median_of, print_table, start_tqd  # noqa: E402
 from load import drain, spec_for, timed_enqueue  # noqa: E402
 
 ENQ_PROCS, ENQ_CONNS, BATCH = 2, 4, 100
@@ -57,19 +56,15 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    rows = []
-    for r in range(a.rounds):
-        for enc in ((False, True) if r % 2 == 0 else (True, False)):
-            rows.append({"round": r + 1, **one(enc, a.duration_s, a.workers)})
-            x = rows[-1]
-            print(f"  (round {r + 1}, encrypted={enc}: enqueue {x['enq_jobs_per_s']:,.0f} jobs/s, "
-                  f"drain {x['drain_jobs_per_s']:,.0f} jobs/s)", file=sys.stderr)
+    rows = interleaved(a.rounds, [False, True], lambda enc: one(enc, a.duration_s, a.workers),
+                       lambda x: f"encrypted={x['encrypted']}: enqueue {x['enq_jobs_per_s']:,.0f} "
+                                 f"jobs/s, drain {x['drain_jobs_per_s']:,.0f} jobs/s")
     cols = ["enq_jobs_per_s", "enq_cpu_us_per_job", "drain_jobs_per_s", "drain_cpu_us_per_job"]
     print_table("bulk enqueue and drain, with and without encryption at rest", rows,
                 ["round", "encrypted", "drained", *cols])
     for c in cols:
-        off = statistics.median(x[c] for x in rows if not x["encrypted"])
-        on = statistics.median(x[c] for x in rows if x["encrypted"])
+        off = median_of(rows, c, lambda x: not x["encrypted"])
+        on = median_of(rows, c, lambda x: x["encrypted"])
         print(f"median {c}: {off:,.1f} plain, {on:,.1f} encrypted: ratio {on / off:.3f}")
     return 0
 

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TempDir, print_table, start_tqd  # noqa: E402
+from common import TempDir, interleaved, median_of, print_table, start_tqd  # noqa: E402
 from load import drain, fill, spec_for  # noqa: E402
 
 
@@ -75,18 +75,13 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=1)
     ap.add_argument("--types", default="queue")
     a = ap.parse_args()
-    rows = []
-    for r in range(a.rounds):
-        order = [0, a.streams] if r % 2 == 0 else [a.streams, 0]
-        for n in order:
-            rows.append({"round": r + 1, **one(a.jobs, a.workers, n, a.types)})
-            print(f"  (round {r + 1}, streams={n}: {rows[-1]['jobs_per_s']:,.0f} jobs/s)",
-                  file=sys.stderr)
+    rows = interleaved(a.rounds, [0, a.streams], lambda n: one(a.jobs, a.workers, n, a.types),
+                       lambda x: f"streams={x['streams']}: {x['jobs_per_s']:,.0f} jobs/s")
     print_table(f"drain with and without {a.streams} stream(s) of {a.types} events", rows,
                 ["round", "streams", "jobs", "jobs_per_s", "server_cpu_us_per_job",
                  "events_per_stream"])
-    off = statistics.median(x["jobs_per_s"] for x in rows if not x["streams"])
-    on = statistics.median(x["jobs_per_s"] for x in rows if x["streams"])
+    off = median_of(rows, "jobs_per_s", lambda x: not x["streams"])
+    on = median_of(rows, "jobs_per_s", lambda x: x["streams"])
     print(f"median drain: {off:,.0f} jobs/s without, {on:,.0f} with {a.streams} stream(s) "
           f"of {a.types} events: ratio {on / off:.3f}")
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TempDir, print_table, start_tqd  # noqa: E402
+from common import TempDir, interleaved, median_of, print_table, start_tqd  # noqa: E402
 from load import drain, fill, spec_for  # noqa: E402
 
 
@@ -68,18 +68,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--every-s", type=float, default=1.0)
     a = ap.parse_args()
-    rows = []
-    for r in range(a.rounds):
-        order = [None, a.every_s] if r % 2 == 0 else [a.every_s, None]
-        for every in order:
-            rows.append({"round": r + 1, **one(a.jobs, a.workers, every)})
-            print(f"  (round {r + 1}, scraping={bool(every)}: {rows[-1]['jobs_per_s']:,.0f} jobs/s)",
-                  file=sys.stderr)
+    rows = interleaved(a.rounds, [None, a.every_s], lambda every: one(a.jobs, a.workers, every),
+                       lambda x: f"scraping={x['scraping']}: {x['jobs_per_s']:,.0f} jobs/s")
     print_table("drain with and without scraping /metrics", rows,
                 ["round", "scraping", "jobs", "jobs_per_s", "server_cpu_us_per_job", "scrapes",
                  "scrape_ms_p50", "scrape_ms_max"])
-    off = statistics.median(x["jobs_per_s"] for x in rows if not x["scraping"])
-    on = statistics.median(x["jobs_per_s"] for x in rows if x["scraping"])
+    off = median_of(rows, "jobs_per_s", lambda x: not x["scraping"])
+    on = median_of(rows, "jobs_per_s", lambda x: x["scraping"])
     print(f"median drain: {off:,.0f} jobs/s without, {on:,.0f} with a scrape every "
           f"{a.every_s:g} s: ratio {on / off:.3f}")
     return 0

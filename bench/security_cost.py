@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import ssl
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import clients  # noqa: E402
-from common import HOST, PY, HttpConn, Server, TempDir, print_table  # noqa: E402
+from common import HOST, PY, HttpConn, Server, TempDir, interleaved, median_of, print_table  # noqa: E402
 from load import drain, fill, timed_enqueue  # noqa: E402
 
 MODES = ("plain", "auth", "tls", "enc", "all")
@@ -162,8 +161,8 @@ def summary(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]
         mine = [r for r in rows if r["mode"] == mode]
         row: dict[str, Any] = {"mode": mode}
         for m in METRICS:
-            med = statistics.median(r[m] for r in mine)
-            base = statistics.median(r[m] for r in plain.values())
+            med = median_of(mine, m, bool)
+            base = median_of(rows, m, lambda r: r["mode"] == "plain")
             row[m] = med
             row[f"{m}_ratio"] = med / base
             row[f"{m}_round_ratios"] = [round(r[m] / plain[r["round"]][m], 3) for r in mine]
@@ -184,17 +183,11 @@ def main() -> int:
     if "plain" not in modes:
         ap.error("--modes needs plain: the ratios are against it")
     root = TempDir("tqd-sec-secrets-")
-    rows = []
     try:
         secrets = Secrets(root.path)
-        for r in range(a.rounds):
-            order = modes[r % len(modes):] + modes[:r % len(modes)]
-            for mode in order:
-                rows.append({"round": r + 1, **one(mode, secrets, a)})
-                x = rows[-1]
-                print(f"  (round {r + 1}, {mode}: single {x['single_jobs_per_s']:,.0f}, bulk "
-                      f"{x['bulk_jobs_per_s']:,.0f}, drain {x['drain_jobs_per_s']:,.0f} jobs/s)",
-                      file=sys.stderr)
+        rows = interleaved(a.rounds, modes, lambda mode: one(mode, secrets, a),
+                           lambda x: f"{x['mode']}: single {x['single_jobs_per_s']:,.0f}, bulk "
+                                     f"{x['bulk_jobs_per_s']:,.0f}, drain {x['drain_jobs_per_s']:,.0f} jobs/s")
     finally:
         root.cleanup()
     print_table("single enqueue, bulk enqueue and drain per security mode", rows,
