@@ -43,6 +43,8 @@ def test_a_standalone_server_shows_its_role_and_loops(page: Page, tmp_path: Path
         expect(page.locator("#cluster-followers tr")).to_have_count(0)
         timers = page.locator("#cluster-loops tr[data-key='write-deadline']")
         expect(timers.locator("td").nth(1)).to_have_text("running")
+        history = page.locator("#cluster-loops tr[data-key='history'] td")  # a sample at start
+        expect(history.nth(5)).to_have_text("just now")  # when the loop last did its work
         runs = int(timers.locator("td").nth(2).inner_text().replace(",", ""))
         # read again by itself: the write-deadline loop's passes (one each 0.5 s) go up without a reload
         expect(timers.locator("td").nth(2)).not_to_have_text(str(runs), timeout=10000)

@@ -15,6 +15,7 @@ queues does not spend its memory on charts; one answer holds at most
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -64,4 +65,5 @@ class Sampler:
         while True:
             self.sample(await loop.run_in_executor(None, self._read))
             state.runs += 1
+            state.last_run = time.time()
             await asyncio.sleep(self.interval_s)
