@@ -1,9 +1,10 @@
 """Screenshots of the web dashboard for README.md: docs/img/dashboard-*.png.
 
-Starts `tqd serve` on a free port in a temporary directory, fills it with demo data (a few
-queues; producers and workers running for a minute so that the charts have a shape; jobs
-that fail with tracebacks, go dead, report progress), then photographs the overview, a
-queue and a job in Debian's chromium (light; the overview dark too).
+Starts a three-node cluster of `tqd serve` (free ports, a temporary directory, a file://
+lease, one sync replica), fills its leader with demo data (a few queues; producers and
+workers running for a minute so that the charts have a shape; jobs that fail with
+tracebacks, go dead, report progress), then photographs the overview, a queue, a job and
+the cluster page in Debian's chromium (light; the overview dark too).
 
     python docs/screenshots.py [--seconds 60] [--out docs/img]
 """
@@ -88,9 +89,9 @@ class Api:
         return found
 
 
-def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(data: Path, *cluster: str) -> tuple[subprocess.Popen[bytes], str]:
     cmd = [sys.executable, "-m", "tqd", "serve", "--port", "0", "--data", str(data),
-           "--history-interval-s", "2", "--backoff-base-s", "0.5", "--backoff-max-s", "5"]
+           "--history-interval-s", "2", "--backoff-base-s", "0.5", "--backoff-max-s", "5", *cluster]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     for _ in range(200):
@@ -101,6 +102,25 @@ def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
             return proc, m.group(1).decode()
     proc.kill()
     raise SystemExit("tqd serve did not start")
+
+
+def start_cluster(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """Three nodes; n1 starts first and leads. The leader's URL once all three are in sync."""
+    procs, urls = [], []
+    for name in ("n1", "n2", "n3"):
+        proc, url = start_server(tmp / name, "--lease-store", f"file://{tmp / 'lease'}",
+                                 "--node-id", name, "--sync-replicas", "1", "--lease-ttl-s", "3")
+        procs.append(proc)
+        urls.append(url)
+    api = Api(urls[0])
+    for _ in range(300):
+        c = api.call("GET", "/v1/cluster")
+        if c["role"] == "leader" and c["writable"] and len(c["isr"]) == 3:
+            return procs, urls[0]
+        time.sleep(0.1)
+    for proc in procs:
+        proc.kill()
+    raise SystemExit(f"the cluster did not settle: {c}")
 
 
 def payload(queue: str, i: int) -> dict[str, Any]:
@@ -183,7 +203,8 @@ def shoot(url: str, out: Path, job: str) -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         shots: list[tuple[str, str, Literal["light", "dark"], int]] = [
                 ("dashboard-overview", "#/", "light", 820), ("dashboard-queue", "#/queues/emails?limit=10", "light", 1000),
-                ("dashboard-job", f"#/jobs/{job}", "light", 900), ("dashboard-overview-dark", "#/", "dark", 820)]
+                ("dashboard-job", f"#/jobs/{job}", "light", 900), ("dashboard-overview-dark", "#/", "dark", 820),
+                ("dashboard-cluster", "#/cluster", "light", 1000)]
         for name, fragment, scheme, height in shots:
             ctx = browser.new_context(viewport={"width": 1280, "height": height}, color_scheme=scheme,
                                       device_scale_factor=1)
@@ -203,7 +224,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "img")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_server(Path(tmp) / "data")
+        procs, url = start_cluster(Path(tmp))
         try:
             api = Api(url)
             dead_letters(api)
@@ -218,8 +239,10 @@ def main() -> None:
                 stop.set()
                 traffic.join()
         finally:
-            proc.terminate()
-            proc.wait(30)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(30)
 
 
 if __name__ == "__main__":
