@@ -378,7 +378,7 @@ def test_phone_width_has_no_horizontal_overflow(browser: Browser, srv: ServerPro
     try:
         page = ctx.new_page()
         problems = watch(page)
-        for fragment in ("#/", f"#/queues/{long_name}", f"#/jobs/{jid}"):
+        for fragment in ("#/", f"#/queues/{long_name}", f"#/jobs/{jid}", "#/cluster"):
             open_ui(page, srv.url, fragment)
             expect(page.locator("main h1")).to_be_visible()
             expect(page.locator("main .card").first).to_be_visible()
