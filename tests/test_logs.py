@@ -115,6 +115,23 @@ def test_a_bad_log_setting_stops_the_server_at_start(tmp_path: Path, args: list[
     assert r.returncode == 2 and r.stderr == f"tqd: bad setting: {message}\n", r.stderr
 
 
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--log-format", "json", "--log-level", "loud"], {},
+     "log_level must be one of debug, info, warning, error, got 'loud'"),
+    (["--auth", "missing.toml"], {"TQD_LOG_FORMAT": "json"}, "cannot read the token file"),
+    (["--log-format", "json", "--encryption-key-file", "missing.json"], {}, "missing.json"),
+])
+def test_with_json_logs_a_bad_setting_is_a_line_of_the_log(tmp_path: Path, args: list[str],
+                                                            env: dict[str, str], message: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "tqd", "serve", "--port", "0", "--data",
+                        str(tmp_path / "data"), *args], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, **env}, cwd=tmp_path)
+    lines = json_lines(r.stderr)
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0]["level"] == "critical" and lines[0]["logger"] == "tqd", lines
+    assert lines[0]["msg"].startswith("bad setting: ") and message in lines[0]["msg"], lines
+
+
 def test_the_writer_process_logs_json_too(tmp_path: Path) -> None:
     """A store that cannot be opened: the writer process says why (with its traceback) in the
     same format, and the server's last word is a line of the log as well."""

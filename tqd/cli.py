@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -35,8 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = config.load({f.name: getattr(args, f.name) for f in config.settings_fields()},
                                config_file=args.config)
     except ValueError as e:
-        print(f"tqd: bad setting: {e}", file=sys.stderr)
-        return 2
+        return _bad_setting(str(e), _asked_format(args))
     logs.setup(settings.log_format, settings.log_level)  # before the fork: the writer's too
     if settings.auth or settings.cluster_token_file:
         from .auth.policy import load_credentials
@@ -44,16 +44,14 @@ def _serve(args: argparse.Namespace) -> int:
         try:  # here, before the writer is forked: a bad file is exit 2 with the reason
             load_credentials(settings.auth, settings.cluster_token_file)
         except ValueError as e:
-            print(f"tqd: bad setting: {e}", file=sys.stderr)
-            return 2
+            return _bad_setting(str(e), settings.log_format)
     if settings.encryption_key_file:
         from .storage import crypt
 
         try:  # likewise: the server and the writer process each load it again
             crypt.load(settings.encryption_key_file)
         except crypt.KeyFileInvalid as e:
-            print(f"tqd: bad setting: {e}", file=sys.stderr)
-            return 2
+            return _bad_setting(str(e), settings.log_format)
     try:
         run(settings)
     except DataDirLocked as e:
@@ -63,6 +61,25 @@ def _serve(args: argparse.Namespace) -> int:
             raise
         return _fatal(settings, e.code.removeprefix("tqd: "))
     return 0
+
+
+def _asked_format(args: argparse.Namespace) -> str:
+    """The log format asked for by flag or environment, when the settings as a whole do not
+    load (a config file's is not read then): the error still comes in that format."""
+    fmt = args.log_format or os.environ.get("TQD_LOG_FORMAT", "")
+    return fmt if fmt in logs.FORMATS else "text"
+
+
+def _bad_setting(message: str, fmt: str) -> int:
+    """A setting that stops the server at start: exit 2 with why, as `tqd: bad setting: ...`
+    on stderr or, with json logs, as a line of the log."""
+    if fmt == "json":
+        if not logging.getLogger().handlers:
+            logs.setup("json")
+        logging.getLogger("tqd").critical("bad setting: %s", message)
+    else:
+        print(f"tqd: bad setting: {message}", file=sys.stderr, flush=True)
+    return 2
 
 
 def _fatal(settings: config.Settings, message: str) -> int:
