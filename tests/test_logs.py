@@ -120,6 +120,8 @@ def test_a_bad_log_setting_stops_the_server_at_start(tmp_path: Path, args: list[
      "log_level must be one of debug, info, warning, error, got 'loud'"),
     (["--auth", "missing.toml"], {"TQD_LOG_FORMAT": "json"}, "cannot read the token file"),
     (["--log-format", "json", "--encryption-key-file", "missing.json"], {}, "missing.json"),
+    (["--log-format", "json", "--tls-cert", "missing.pem", "--tls-key", "missing.pem"], {}, "missing.pem"),
+    (["--log-format", "json", "--lease-store", "ftp://nowhere"], {}, "lease_store"),
 ])
 def test_with_json_logs_a_bad_setting_is_a_line_of_the_log(tmp_path: Path, args: list[str],
                                                             env: dict[str, str], message: str) -> None:

@@ -29,14 +29,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .daemon import run
+    from .daemon import StartRefused, run
     from .storage.lock import DataDirLocked
 
     try:
         settings = config.load({f.name: getattr(args, f.name) for f in config.settings_fields()},
                                config_file=args.config)
     except ValueError as e:
-        return _bad_setting(str(e), _asked_format(args))
+        return _refused(f"bad setting: {e}", _asked_format(args))
     logs.setup(settings.log_format, settings.log_level)  # before the fork: the writer's too
     if settings.auth or settings.cluster_token_file:
         from .auth.policy import load_credentials
@@ -44,16 +44,18 @@ def _serve(args: argparse.Namespace) -> int:
         try:  # here, before the writer is forked: a bad file is exit 2 with the reason
             load_credentials(settings.auth, settings.cluster_token_file)
         except ValueError as e:
-            return _bad_setting(str(e), settings.log_format)
+            return _refused(f"bad setting: {e}", settings.log_format)
     if settings.encryption_key_file:
         from .storage import crypt
 
         try:  # likewise: the server and the writer process each load it again
             crypt.load(settings.encryption_key_file)
         except crypt.KeyFileInvalid as e:
-            return _bad_setting(str(e), settings.log_format)
+            return _refused(f"bad setting: {e}", settings.log_format)
     try:
         run(settings)
+    except StartRefused as e:
+        return _refused(str(e), settings.log_format)
     except DataDirLocked as e:
         return _fatal(settings, str(e))
     except SystemExit as e:  # "tqd: cannot listen on ...", "tqd: the writer process ..."
@@ -70,15 +72,15 @@ def _asked_format(args: argparse.Namespace) -> str:
     return fmt if fmt in logs.FORMATS else "text"
 
 
-def _bad_setting(message: str, fmt: str) -> int:
-    """A setting that stops the server at start: exit 2 with why, as `tqd: bad setting: ...`
-    on stderr or, with json logs, as a line of the log."""
+def _refused(message: str, fmt: str) -> int:
+    """A setting that stops the server at start: exit 2 with why, as `tqd: <message>` on
+    stderr or, with json logs, as a line of the log."""
     if fmt == "json":
         if not logging.getLogger().handlers:
             logs.setup("json")
-        logging.getLogger("tqd").critical("bad setting: %s", message)
+        logging.getLogger("tqd").critical(message)
     else:
-        print(f"tqd: bad setting: {message}", file=sys.stderr, flush=True)
+        print(f"tqd: {message}", file=sys.stderr, flush=True)
     return 2
 
 

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import signal
 import ssl
-import sys
 
 from . import __version__
 from .cluster.lease import LeaseStoreError, LeaseStoreUnsafe, open_lease_store
@@ -32,6 +31,11 @@ from .observe import logs
 from .service import QueueService, spawn_writer
 
 log = logging.getLogger("tqd")
+
+
+class StartRefused(Exception):
+    """A setting that cannot work: the start stops with exit 2 and this reason (said by the
+    CLI, in the log's format)."""
 _CLOSE_WAIT_S = 0.5  # after the drain, what aiohttp gets to close the connections
 
 
@@ -41,8 +45,7 @@ def run(settings: Settings) -> None:
     try:
         tls = server_tls(settings)
     except ValueError as e:
-        print(f"tqd: bad setting: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise StartRefused(f"bad setting: {e}") from None
     lock_fd, writer = spawn_writer(settings)  # fork before the event loop or any thread exists
     uvloop.run(serve(settings, lock_fd, writer, tls))
 
@@ -105,16 +108,14 @@ async def _make_node(settings: Settings, service: QueueService) -> Node:
         store = open_lease_store(settings.lease_store, timeout_s=max(0.5, settings.lease_ttl_s * 0.25))
     except ValueError as e:
         await service.stop()
-        print(f"tqd: bad setting: lease_store: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise StartRefused(f"bad setting: lease_store: {e}") from None
     for attempt in range(30):
         try:
             await store.self_test()
             break
         except LeaseStoreUnsafe as e:
             await service.stop()
-            print(f"tqd: the lease store cannot hold a lease: {e}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+            raise StartRefused(f"the lease store cannot hold a lease: {e}") from None
         except LeaseStoreError as e:
             if attempt == 29:
                 await service.stop()
