@@ -31,12 +31,12 @@ from .observe import logs
 from .service import QueueService, spawn_writer
 
 log = logging.getLogger("tqd")
+_CLOSE_WAIT_S = 0.5  # after the drain, what aiohttp gets to close the connections
 
 
 class StartRefused(Exception):
     """A setting that cannot work: the start stops with exit 2 and this reason (said by the
     CLI, in the log's format)."""
-_CLOSE_WAIT_S = 0.5  # after the drain, what aiohttp gets to close the connections
 
 
 def run(settings: Settings) -> None:
