@@ -157,14 +157,14 @@ def summary(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]
     """Per mode and metric: the median, its ratio to plain's, and the paired per-round ratios."""
     out = []
     plain = {r["round"]: r for r in rows if r["mode"] == "plain"}
+    base = {m: median_of(rows, m, lambda r: r["mode"] == "plain") for m in METRICS}
     for mode in modes:
         mine = [r for r in rows if r["mode"] == mode]
         row: dict[str, Any] = {"mode": mode}
         for m in METRICS:
-            med = median_of(mine, m, bool)
-            base = median_of(rows, m, lambda r: r["mode"] == "plain")
+            med = median_of(rows, m, lambda r, mode=mode: r["mode"] == mode)
             row[m] = med
-            row[f"{m}_ratio"] = med / base
+            row[f"{m}_ratio"] = med / base[m]
             row[f"{m}_round_ratios"] = [round(r[m] / plain[r["round"]][m], 3) for r in mine]
         out.append(row)
     return out
